@@ -1,0 +1,275 @@
+// Package engine evaluates the Rego pack. It is the only package that imports OPA.
+//
+// One generation = one compiled policy (the built-in pack or a verified bundle) with its prepared queries.
+// The active generation sits behind an atomic pointer: evaluations never lock, and a new bundle replaces
+// the policy in one store. A bundle that is unsigned, tampered, signed by another key, not newer than the
+// active one, or that does not compile or does not answer a canary decision is refused and changes nothing.
+//
+// The engine must never reach the network: http.send and the net.* builtins are refused at compile time.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/faceguard/faceguard/device"
+	"github.com/faceguard/faceguard/policies"
+)
+
+// BuiltinRevision is the revision of the pack compiled into the binary. Any signed bundle is newer.
+const BuiltinRevision = "builtin"
+
+// Queries the pack must answer.
+const (
+	decisionQuery = "data.faceguard.decision"
+	matchQuery    = "data.faceguard.match"
+	catalogQuery  = "data.faceguard.controls"
+	configQuery   = "data.faceguard.config"
+	vocabQuery    = "data.faceguard.vocab"
+)
+
+// unsafeBuiltins are refused at compile time: a policy on a terminal decides from facts, it never
+// reaches out. Every net.* builtin is added in init.
+var unsafeBuiltins = map[string]struct{}{
+	"http.send":   {},
+	"opa.runtime": {}, // would expose the agent's environment to a bundle
+}
+
+func init() {
+	for _, b := range ast.Builtins {
+		if strings.HasPrefix(b.Name, "net.") {
+			unsafeBuiltins[b.Name] = struct{}{}
+		}
+	}
+}
+
+// Options configure an Engine.
+type Options struct {
+	// VerificationKey is the PEM public key (RSA or ECDSA) that bundles must be signed with. Without it
+	// every bundle is refused and the built-in pack stays.
+	VerificationKey []byte
+	// StateDir keeps the active bundle so a restart comes back on the last good policy. Empty: no
+	// persistence (the check command).
+	StateDir string
+	// MaxBundleBytes bounds a bundle, compressed and per file. Zero means DefaultMaxBundleBytes.
+	MaxBundleBytes int64
+	Logger         *slog.Logger
+}
+
+// DefaultMaxBundleBytes bounds a bundle; the built-in pack is about 60 KiB.
+const DefaultMaxBundleBytes = 8 << 20
+
+// Engine evaluates the active policy generation.
+type Engine struct {
+	opts   Options
+	log    *slog.Logger
+	active atomic.Pointer[generation]
+	swapMu sync.Mutex // serialises activations; evaluations never take it
+}
+
+// generation is one compiled policy, immutable once built.
+type generation struct {
+	info     Info
+	decision rego.PreparedEvalQuery
+	match    rego.PreparedEvalQuery
+	catalog  map[string]Control
+	config   map[string]any
+	vocab    map[string]any
+}
+
+// Info describes the active policy.
+type Info struct {
+	Revision    string    `json:"revision"`
+	Source      string    `json:"source"` // "builtin" or "bundle"
+	SHA256      string    `json:"sha256,omitempty"`
+	ActivatedAt time.Time `json:"activated_at"`
+}
+
+// Control is one entry of data.faceguard.controls, the pack's catalog.
+type Control struct {
+	Severity string      `json:"severity"`
+	Articles []string    `json:"articles"`
+	Action   *string     `json:"action"`
+	Facts    []string    `json:"facts"`
+	Title    device.Text `json:"title"`
+}
+
+// New compiles the built-in pack and, when StateDir holds a previously activated bundle that still
+// verifies, comes back on that one.
+func New(ctx context.Context, opts Options) (*Engine, error) {
+	if opts.MaxBundleBytes == 0 {
+		opts.MaxBundleBytes = DefaultMaxBundleBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{opts: opts, log: opts.Logger.With("component", "engine")}
+	b, err := builtinBundle()
+	if err != nil {
+		return nil, err
+	}
+	g, err := compile(ctx, b, Info{Revision: BuiltinRevision, Source: "builtin", ActivatedAt: time.Now().UTC()})
+	if err != nil {
+		return nil, fmt.Errorf("compile built-in pack: %w", err)
+	}
+	e.active.Store(g)
+	if opts.StateDir != "" {
+		e.restorePersisted(ctx)
+	}
+	return e, nil
+}
+
+// builtinBundle reads the embedded pack as an OPA bundle, so it takes the same road as a signed one.
+func builtinBundle() (*bundle.Bundle, error) {
+	return loadFSBundle(policies.Pack())
+}
+
+func loadFSBundle(fsys fs.FS) (*bundle.Bundle, error) {
+	b, err := loader.NewFileLoader().
+		WithFS(fsys).
+		WithRegoVersion(ast.RegoV1).
+		WithSkipBundleVerification(true). // a tree on disk or in the binary, not a signed artefact
+		AsBundle(".")
+	if err != nil {
+		return nil, fmt.Errorf("load policy tree: %w", err)
+	}
+	return b, nil
+}
+
+// compile prepares every query of a generation and checks that it answers a canary decision.
+func compile(ctx context.Context, b *bundle.Bundle, info Info) (*generation, error) {
+	prepare := func(query string) (rego.PreparedEvalQuery, error) {
+		return rego.New(
+			rego.Query(query),
+			rego.ParsedBundle("faceguard", b),
+			rego.SetRegoVersion(ast.RegoV1),
+			rego.UnsafeBuiltins(unsafeBuiltins),
+			rego.StrictBuiltinErrors(true),
+			rego.StoreReadAST(true),
+		).PrepareForEval(ctx)
+	}
+	g := &generation{info: info}
+	var err error
+	if g.decision, err = prepare(decisionQuery); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBundleCompile, err)
+	}
+	if g.match, err = prepare(matchQuery); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBundleCompile, err)
+	}
+	// Static parts of the pack, read once per generation.
+	for _, q := range []struct {
+		query string
+		into  any
+	}{{catalogQuery, &g.catalog}, {configQuery, &g.config}, {vocabQuery, &g.vocab}} {
+		pq, err := prepare(q.query)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBundleCompile, err)
+		}
+		rs, err := pq.Eval(ctx)
+		if err != nil || len(rs) == 0 || len(rs[0].Expressions) == 0 {
+			return nil, fmt.Errorf("%w: %s is not defined", ErrBundleIncomplete, q.query)
+		}
+		if err := remarshal(rs[0].Expressions[0].Value, q.into); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrBundleIncomplete, q.query, err)
+		}
+	}
+	if err := g.canary(ctx); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Decide evaluates data.faceguard.decision on facts. An error means the terminal is in an unchecked
+// state and the caller must fail safe; it is never a compliant answer.
+func (e *Engine) Decide(ctx context.Context, f *device.Facts) (device.Decision, error) {
+	return e.active.Load().decide(ctx, factsToAST(f))
+}
+
+func (g *generation) decide(ctx context.Context, input ast.Value) (d device.Decision, err error) {
+	v, err := evalOne(ctx, g.decision, input)
+	if err != nil {
+		return d, fmt.Errorf("evaluate decision: %w", err)
+	}
+	d, err = decodeDecision(v)
+	if err != nil {
+		return d, fmt.Errorf("evaluate decision: %w", err)
+	}
+	return d, nil
+}
+
+// evalOne runs a prepared query on a converted input and returns its single value. A panic inside OPA
+// becomes an error: the caller fails safe instead of the agent dying.
+func evalOne(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrEvalPanic, r)
+		}
+	}()
+	cancel := topdown.NewCancel()
+	stop := context.AfterFunc(ctx, cancel.Cancel)
+	defer stop()
+	rs, err := pq.Eval(ctx,
+		rego.EvalParsedInput(input),
+		rego.EvalMetrics(metrics.NoOp()),
+		rego.EvalExternalCancel(cancel),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		return nil, ErrUndefined
+	}
+	return rs[0].Expressions[0].Value, nil
+}
+
+// Info describes the active policy.
+func (e *Engine) Info() Info { return e.active.Load().info }
+
+// Catalog returns the controls of the active pack.
+func (e *Engine) Catalog() map[string]Control { return e.active.Load().catalog }
+
+// Categories returns the location categories the active pack knows, with their names.
+func (e *Engine) Categories() map[string]device.Text {
+	out := map[string]device.Text{}
+	cats, _ := e.active.Load().vocab["categories"].(map[string]any)
+	for k, v := range cats {
+		m, _ := v.(map[string]any)
+		zh, _ := m["zh"].(string)
+		en, _ := m["en"].(string)
+		out[k] = device.Text{ZH: zh, EN: en}
+	}
+	return out
+}
+
+// ConfigInt reads an integer tunable of data.faceguard.config, such as raw_image_max_s.
+func (e *Engine) ConfigInt(key string) (int, bool) {
+	return asInt(e.active.Load().config[key])
+}
+
+// Errors callers branch on.
+var (
+	ErrBundleUnsigned    = errors.New("bundle is not signed")
+	ErrBundleSignature   = errors.New("bundle signature does not verify")
+	ErrBundleNotNewer    = errors.New("bundle revision is not newer than the active one")
+	ErrBundleCompile     = errors.New("bundle policy does not compile")
+	ErrBundleIncomplete  = errors.New("bundle does not provide the faceguard pack")
+	ErrBundleTooLarge    = errors.New("bundle is too large")
+	ErrBundleMalformed   = errors.New("bundle is malformed")
+	ErrNoVerificationKey = errors.New("no bundle verification key is configured")
+	ErrEvalPanic         = errors.New("policy evaluation panicked")
+	ErrUndefined         = errors.New("policy result is undefined")
+)

@@ -25,6 +25,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/open-policy-agent/opa/v1/version"
 
 	"github.com/faceguard/faceguard/device"
 	"github.com/faceguard/faceguard/policies"
@@ -273,3 +274,6 @@ var (
 	ErrEvalPanic         = errors.New("policy evaluation panicked")
 	ErrUndefined         = errors.New("policy result is undefined")
 )
+
+// OPAVersion is the version of the embedded OPA.
+var OPAVersion = version.Version

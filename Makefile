@@ -1,0 +1,58 @@
+# faceguard — the two commands a newcomer needs are `make demo` and `make test`.
+# Everything they need is fetched by the project itself: Go modules through the proxy, the OPA
+# command line as a pinned Go tool (go.mod), Debian packages through apt-get where a target needs one.
+
+SHELL      := bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO         ?= go
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS    := -s -w -X github.com/faceguard/faceguard/internal/buildinfo.Version=$(VERSION)
+OPA        := $(GO) tool opa
+TERMINALS  := $(sort $(wildcard testdata/terminals/*))
+
+.PHONY: all build test test-go test-policy lint bench demo clean
+
+all: build
+
+## build: bin/faceguard-agent (the device binary) and bin/faceguard (the operator's tool)
+build:
+	@mkdir -p bin
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/faceguard-agent ./cmd/faceguard-agent
+	@if [ -d cmd/faceguard ]; then $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/faceguard ./cmd/faceguard; fi
+
+## test: every test — Go (with the fuzz seed corpora), and the policy pack (fmt, strict check, tests, coverage)
+test: lint test-go
+
+test-go:
+	$(GO) test -count=1 ./...
+
+test-policy:
+	$(OPA) fmt --fail -l policies
+	$(OPA) check --strict policies
+	$(OPA) test policies --coverage --threshold 95 --format json > /dev/null || \
+	  { $(OPA) test policies -v; echo "policy tests failed or coverage below 95 %"; exit 1; }
+	@$(OPA) test policies --coverage --format json | \
+	  sed -n 's/^  "coverage": \([0-9.]*\).*/policy coverage: \1 %/p'
+
+## lint: go vet, gofmt, and the Rego checks
+lint: test-policy
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## bench: the benchmarks; figures and how to reproduce them are in BENCHMARKS.md
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./agent/engine/ | tee bench.out
+
+## demo: until the fleet demo exists, check every example terminal and print its report
+demo: build
+	@for t in $(TERMINALS); do \
+	  echo "════ $$t"; \
+	  rc=0; bin/faceguard-agent check --root $$t --lang zh || rc=$$?; \
+	  bin/faceguard-agent check --root $$t --lang en > /dev/null || true; \
+	  if [ $$rc -gt 1 ]; then exit $$rc; fi; \
+	  echo; \
+	done
+
+clean:
+	rm -rf bin bench.out

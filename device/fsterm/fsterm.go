@@ -1,0 +1,277 @@
+// Package fsterm is the reference terminal adapter: it gathers the facts of one face-recognition terminal
+// from the file layout of docs/terminal.md under a root directory, the way node_exporter reads /proc under
+// --path.procfs, so that tests and vendors can point it at a tree of plain files.
+//
+// Each group of facts comes from a small collector. A collector that cannot read or understand its file
+// marks its groups unknown, names the file and the problem, and leaves placeholders that the policy never
+// reads; the other collectors still run. Nothing missing is ever turned into a compliant value.
+//
+// fsterm must never copy subject references, templates or images anywhere but the terminal's own files,
+// never put them in facts or error messages, and never send anything over the network: the facts it
+// returns are counts, flags and flows, and they leave the device only through the agent.
+package fsterm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/faceguard/faceguard/device"
+	"github.com/faceguard/faceguard/internal/clock"
+)
+
+// Paths of the files fsterm reads, relative to the root. They are also the Source of every Unknown entry,
+// so a report tells the installer which file to fix without revealing where the root is mounted.
+const (
+	SitePath     = "etc/faceguard/site.yaml"
+	StatusPath   = "var/lib/terminal/status.json"
+	GalleryPath  = "var/lib/terminal/gallery.db"
+	SpoolPath    = "var/spool/terminal/raw"
+	ProcTCPPath  = "proc/net/tcp"
+	ProcTCP6Path = "proc/net/tcp6"
+)
+
+// Sources of Unknown entries that are not files: the agent's own configuration.
+const (
+	sourceDeviceIDOption      = "options.device_id"
+	sourceAllowedRemoteOption = "options.allowed_remotes"
+)
+
+// Limits the facts schema sets, checked here so that whatever a terminal writes, the document fsterm
+// produces still validates.
+const (
+	maxCount        = 1_000_000_000
+	maxReasonLen    = 1024
+	maxObservedFlow = 64
+	// maxDeclaredFlow leaves room for maxObservedFlow observed flows within the schema's 1024.
+	maxDeclaredFlow = 1024 - maxObservedFlow
+)
+
+// idPattern is the syntax of site and device ids in site.yaml and of device.id in facts.
+var idPattern = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
+
+// Options configure a Terminal.
+type Options struct {
+	// Root is the directory the layout of docs/terminal.md sits under ("/" on a device).
+	Root string
+	// Clock tells the time for every age; nil means the system clock.
+	Clock clock.Clock
+	// DeviceID, when set, is the device id the agent was configured with; it wins over site.yaml.
+	DeviceID string
+	// StatusMaxAge makes status.json unknown when its updated_at is older than this, because terminal
+	// software that stopped writing it may have stopped working. 0 turns the check off.
+	StatusMaxAge time.Duration
+	// AllowedRemotes are extra remotes the egress probe does not report, in the syntax of site.yaml
+	// network.allowed_remotes: the agent's own broker, for instance.
+	AllowedRemotes []string
+}
+
+// SiteInfo is what the agent shows and reports besides the facts. Each field is empty (nil) when the
+// file it comes from could not be read at the last Facts call.
+type SiteInfo struct {
+	SiteID   string // site.yaml site.id: groups terminals on the dashboard
+	SiteName string // site.yaml site.name, free text
+	Model    string // status.json model
+	Firmware string // status.json firmware
+	// ControlGeneration is the generation of the last control.json the terminal says it applied, so the
+	// agent can tell whether its latest order has taken effect.
+	ControlGeneration *int64
+}
+
+// Terminal gathers facts from the files under one root.
+type Terminal struct {
+	opts  Options
+	clock clock.Clock
+
+	mu   sync.Mutex
+	site SiteInfo
+}
+
+var _ device.Terminal = (*Terminal)(nil)
+
+// New returns a Terminal reading under opts.Root. It touches no file until Facts is called.
+func New(opts Options) *Terminal {
+	c := opts.Clock
+	if c == nil {
+		c = clock.Real{}
+	}
+	return &Terminal{opts: opts, clock: c}
+}
+
+// Site returns what the last Facts call learnt about the site and the terminal software.
+func (t *Terminal) Site() SiteInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.site
+}
+
+// Facts gathers the facts document. Groups that cannot be gathered are listed in Facts.Unknown; the only
+// error is a cancelled ctx, because a half-gathered document must not be evaluated as if it were whole.
+func (t *Terminal) Facts(ctx context.Context) (device.Facts, error) {
+	now := t.clock.Now()
+	f := placeholderFacts(now)
+	if err := ctx.Err(); err != nil {
+		return device.Facts{}, fmt.Errorf("collect facts: %w", err)
+	}
+
+	site := collectSite(t.path(SitePath), &f)
+	t.applyDeviceID(&f, site)
+	if err := ctx.Err(); err != nil {
+		return device.Facts{}, fmt.Errorf("collect facts: %w", err)
+	}
+
+	status := collectStatus(t.path(StatusPath), now, t.opts.StatusMaxAge, &f)
+	if err := ctx.Err(); err != nil {
+		return device.Facts{}, fmt.Errorf("collect facts: %w", err)
+	}
+
+	var retentionDays *int
+	if site.noticeKnown {
+		retentionDays = &f.Notice.RetentionDays
+	}
+	if err := collectGallery(ctx, t.path(GalleryPath), now, retentionDays, &f); err != nil {
+		return device.Facts{}, fmt.Errorf("collect facts: %w", err)
+	}
+
+	collectSpool(t.path(SpoolPath), now, &f)
+	if err := ctx.Err(); err != nil {
+		return device.Facts{}, fmt.Errorf("collect facts: %w", err)
+	}
+
+	collectEgress(t.opts.Root, probeInput{
+		declared:       status.declaredRemotes,
+		siteAllowed:    site.allowed,
+		siteKnown:      site.known,
+		optionsAllowed: t.opts.AllowedRemotes,
+	}, &f)
+	if err := ctx.Err(); err != nil {
+		return device.Facts{}, fmt.Errorf("collect facts: %w", err)
+	}
+
+	t.mu.Lock()
+	t.site = SiteInfo{
+		SiteID:            site.siteID,
+		SiteName:          site.siteName,
+		Model:             status.model,
+		Firmware:          status.firmware,
+		ControlGeneration: status.controlGeneration,
+	}
+	t.mu.Unlock()
+	return f, nil
+}
+
+// applyDeviceID settles device.id: the configured id wins, then site.yaml, then a placeholder.
+func (t *Terminal) applyDeviceID(f *device.Facts, site siteResult) {
+	switch {
+	case t.opts.DeviceID != "" && idPattern.MatchString(t.opts.DeviceID):
+		f.Device.ID = t.opts.DeviceID
+	case t.opts.DeviceID != "":
+		// The daemon validates its configuration; this only keeps the document valid if it did not.
+		f.Device.ID = "unknown"
+		if !f.IsUnknown(device.GroupDevice) {
+			markUnknown(f, device.GroupDevice, sourceDeviceIDOption, fmt.Errorf("configured device id does not match [a-z0-9-]{1,64}"))
+		}
+	case site.deviceID != "":
+		f.Device.ID = site.deviceID
+	}
+}
+
+func (t *Terminal) path(rel string) string {
+	return filepath.Join(t.opts.Root, filepath.FromSlash(rel))
+}
+
+// placeholderFacts is a document in which every group holds the values an unknown group is left with:
+// valid against the schema, so the document can be recorded, and never read by the policy.
+func placeholderFacts(now time.Time) device.Facts {
+	return device.Facts{
+		Schema:      device.FactsSchema,
+		CollectedAt: now,
+		Device:      device.Device{ID: "unknown", Kind: device.KindOther, Stage: device.StageProduction},
+		FR:          device.FR{Mode: "off", Purpose: "other"},
+		Location:    device.Location{Category: "other"},
+		Signage:     device.Signage{Evidence: "none"},
+	}
+}
+
+// markUnknown records a group as unknown with a reason the schema accepts.
+func markUnknown(f *device.Facts, group, source string, err error) {
+	f.MarkUnknown(group, source, reasonError{truncate(err.Error(), maxReasonLen)})
+}
+
+type reasonError struct{ s string }
+
+func (e reasonError) Error() string { return e.s }
+
+// truncate cuts s to at most n runes.
+func truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+// ceilSeconds is d in whole seconds rounded up, 0 for a negative d (a time in the future: a clock that
+// was set back) and capped at the schema's maximum count.
+func ceilSeconds(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	s := d / time.Second
+	if d%time.Second != 0 {
+		s++
+	}
+	if s > maxCount {
+		return maxCount
+	}
+	return int(s)
+}
+
+// readFile reads a whole file of at most limit bytes. Its errors never carry the path: the reason of an
+// Unknown entry names the file by its relative Source already.
+func readFile(path string, limit int64) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fileError(err)
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return nil, fileError(err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	data, err := io.ReadAll(io.LimitReader(fh, limit+1))
+	if err != nil {
+		return nil, fileError(err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes", limit)
+	}
+	return data, nil
+}
+
+// errMissing is a file that does not exist; callers that allow an absent file test for it.
+var errMissing = errors.New("missing")
+
+// fileError says what went wrong with a file without the absolute path, which depends on where the root
+// is mounted and would make every reason differ between devices.
+func fileError(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return errMissing
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
+}

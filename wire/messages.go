@@ -76,6 +76,15 @@ type Compliance struct {
 	Fault       string       `json:"fault,omitempty"`   // why the agent failed safe
 	FailSafe    bool         `json:"fail_safe,omitempty"`
 	Control     ControlState `json:"control"`
+	// Audit is the head of the device's audit chain: kept by the fleet, it is the anchor that shows a
+	// chain later cut short or rewritten.
+	Audit AuditHead `json:"audit"`
+}
+
+// AuditHead names the last row of an audit chain.
+type AuditHead struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
 }
 
 // StatusError is the compliance status when the agent could not evaluate and failed safe.

@@ -1,0 +1,359 @@
+// Package link is the agent's MQTT connection (paho, MQTT 3.1.1): connect with a last will, subscribe to
+// the device's commands, drain the durable outbox, hand inbound messages to the agent.
+//
+// It must never block inside a paho callback (a blocked handler stalls keep-alives and deadlocks the
+// client), never wait on a token without a bound, and never drop an outbox row before the broker has
+// acknowledged it on the connection it was sent on: paho completes a token without error when it re-sends
+// a message after a reconnect, so a completed token alone proves nothing.
+package link
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/faceguard/faceguard/wire"
+)
+
+// Outbox is the durable queue the link drains: rows leave it only when the broker acknowledged them.
+type Outbox interface {
+	Pending(ctx context.Context, limit int, after int64) ([]Row, error)
+	Ack(ctx context.Context, ids ...int64) error
+}
+
+// Row is one message waiting in the outbox.
+type Row struct {
+	ID       int64
+	Topic    string
+	Payload  []byte
+	QoS      byte
+	Retained bool
+}
+
+// Inbound is a message for the agent. Ack tells the broker it was taken care of; the agent calls it once
+// the message is journaled, so a crash before that gets it redelivered.
+type Inbound struct {
+	Topic   string
+	Payload []byte
+	Ack     func()
+}
+
+// Options configure a Link.
+type Options struct {
+	DeviceID  string
+	BrokerURL string // tcp://host:1883, ssl:// or tls:// or mqtts://host:8883
+	TLS       *tls.Config
+	Username  string
+	Password  string
+	// Will is the retained offline state the broker publishes if the agent vanishes.
+	Will []byte
+	// OnConnect is called (in its own goroutine) after every successful connection, once subscriptions
+	// are requested: the agent enqueues its birth and state there.
+	OnConnect func()
+	// Kick wakes the drain loop when the agent has enqueued something.
+	KeepAlive         time.Duration // default 30 s
+	ReconnectJitter   time.Duration // up to this much random delay before each reconnect; default 5 s
+	MaxReconnectDelay time.Duration // default 60 s
+	DrainWindow       int           // outbox rows in flight at once; default 32
+	AckTimeout        time.Duration // how long to wait for a PUBACK before re-sending; default 30 s
+	InboxSize         int           // inbound messages buffered for the agent; default 1024
+	Logger            *slog.Logger
+}
+
+// Link is one device's connection to the broker.
+type Link struct {
+	opts   Options
+	log    *slog.Logger
+	client mqtt.Client
+	outbox Outbox
+	inbox  chan Inbound
+	kick   chan struct{}
+
+	// epoch changes whenever the connection may have changed: on connect, on loss, before a reconnect.
+	epoch     atomic.Uint64
+	connected atomic.Bool
+	dropped   atomic.Uint64 // inbound messages not taken because the inbox was full
+
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+// New prepares a link; Start connects it.
+func New(opts Options, outbox Outbox) (*Link, error) {
+	if !wire.ValidDeviceID(opts.DeviceID) {
+		return nil, fmt.Errorf("link: device id %q", opts.DeviceID)
+	}
+	if err := ValidateBrokerURL(opts.BrokerURL); err != nil {
+		return nil, fmt.Errorf("link: %w", err)
+	}
+	if opts.KeepAlive == 0 {
+		opts.KeepAlive = 30 * time.Second
+	}
+	if opts.ReconnectJitter == 0 {
+		opts.ReconnectJitter = 5 * time.Second
+	}
+	if opts.MaxReconnectDelay == 0 {
+		opts.MaxReconnectDelay = 60 * time.Second
+	}
+	if opts.DrainWindow == 0 {
+		opts.DrainWindow = 32
+	}
+	if opts.AckTimeout == 0 {
+		opts.AckTimeout = 30 * time.Second
+	}
+	if opts.InboxSize == 0 {
+		opts.InboxSize = 1024
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Link{
+		opts:   opts,
+		log:    opts.Logger.With("component", "link"),
+		outbox: outbox,
+		inbox:  make(chan Inbound, opts.InboxSize),
+		kick:   make(chan struct{}, 1),
+	}
+	l.client = mqtt.NewClient(l.clientOptions())
+	return l, nil
+}
+
+// ValidateBrokerURL accepts the schemes paho dials.
+func ValidateBrokerURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("broker url: %w", err)
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts":
+	default:
+		return fmt.Errorf("broker url %q: scheme must be tcp, mqtt, ssl, tls or mqtts", s)
+	}
+	if u.Host == "" || u.Port() == "" {
+		return fmt.Errorf("broker url %q: give host:port", s)
+	}
+	return nil
+}
+
+func (l *Link) clientOptions() *mqtt.ClientOptions {
+	o := mqtt.NewClientOptions().
+		AddBroker(l.opts.BrokerURL).
+		SetClientID(l.opts.DeviceID).
+		SetCleanSession(false). // commands queued while the device was away are delivered
+		SetOrderMatters(false). // handlers run concurrently; order lives in the envelope's seq
+		SetAutoAckDisabled(true).
+		SetKeepAlive(l.opts.KeepAlive).
+		SetPingTimeout(10 * time.Second).
+		SetConnectTimeout(10 * time.Second).
+		SetWriteTimeout(10 * time.Second).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(5 * time.Second).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(l.opts.MaxReconnectDelay).
+		SetMaxResumePubInFlight(l.opts.DrainWindow).
+		SetBinaryWill(wire.StateTopic(l.opts.DeviceID), l.opts.Will, 1, true).
+		SetDefaultPublishHandler(l.onMessage).
+		SetOnConnectHandler(l.onConnect).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			l.epoch.Add(1)
+			l.connected.Store(false)
+			l.log.Warn("connection lost", "err", err)
+		}).
+		SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
+			// Runs synchronously before each attempt, so it is also the place for the jitter paho lacks:
+			// a fleet that lost its broker must not come back in lock-step.
+			l.epoch.Add(1)
+			l.connected.Store(false)
+			time.Sleep(jitter(l.opts.ReconnectJitter))
+		}).
+		SetConnectionAttemptHandler(func(_ *url.URL, cfg *tls.Config) *tls.Config {
+			l.epoch.Add(1)
+			return cfg
+		})
+	if l.opts.TLS != nil {
+		o.SetTLSConfig(l.opts.TLS)
+	}
+	if l.opts.Username != "" {
+		o.SetUsername(l.opts.Username).SetPassword(l.opts.Password)
+	}
+	return o
+}
+
+func jitter(max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	return rand.N(max)
+}
+
+// Start connects in the background (the first connection is retried until it succeeds) and starts
+// draining the outbox. It returns at once: the agent works offline.
+func (l *Link) Start(ctx context.Context) {
+	ctx, l.cancel = context.WithCancel(ctx)
+	l.client.Connect() // with ConnectRetry the token completes only on success or Disconnect
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		l.drain(ctx)
+	}()
+}
+
+// Inbox delivers inbound messages to the agent.
+func (l *Link) Inbox() <-chan Inbound { return l.inbox }
+
+// Kick tells the drain loop there is something new in the outbox.
+func (l *Link) Kick() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Connected reports whether the connection is open now.
+func (l *Link) Connected() bool { return l.connected.Load() && l.client.IsConnectionOpen() }
+
+// Dropped counts inbound messages not taken because the agent was behind; they were not acknowledged,
+// so the broker delivers them again.
+func (l *Link) Dropped() uint64 { return l.dropped.Load() }
+
+// PublishNow publishes one message outside the outbox and waits for its acknowledgement, at most
+// timeout. Only for what must not be queued: the offline state of a clean stop.
+func (l *Link) PublishNow(topic string, payload []byte, retained bool, timeout time.Duration) error {
+	if !l.Connected() {
+		return errors.New("link: not connected")
+	}
+	tok := l.client.Publish(topic, 1, retained, payload)
+	if !tok.WaitTimeout(timeout) {
+		return fmt.Errorf("link: publish %s: no acknowledgement within %s", topic, timeout)
+	}
+	return tok.Error()
+}
+
+// Close stops draining and disconnects. It does not publish anything: the agent publishes its offline
+// state first (PublishNow), since a clean disconnect does not fire the last will.
+func (l *Link) Close() {
+	if l.cancel != nil {
+		l.cancel()
+	}
+	l.wg.Wait()
+	l.client.Disconnect(250)
+}
+
+func (l *Link) onConnect(c mqtt.Client) {
+	l.epoch.Add(1)
+	l.connected.Store(true)
+	l.log.Info("connected", "broker", l.opts.BrokerURL)
+	// Subscribing here, on every connection, because a broker may have lost the session.
+	filters := map[string]byte{}
+	for _, f := range wire.DeviceSubscriptions(l.opts.DeviceID) {
+		filters[f] = 1
+	}
+	tok := c.SubscribeMultiple(filters, nil) // nil: messages go to the default handler
+	go func() {
+		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+			l.log.Error("subscribe failed; commands will not arrive until the next connection", "err", tok.Error())
+		}
+	}()
+	if l.opts.OnConnect != nil {
+		go l.opts.OnConnect()
+	}
+	l.Kick()
+}
+
+// onMessage runs on paho's goroutine: hand over and return at once.
+func (l *Link) onMessage(_ mqtt.Client, m mqtt.Message) {
+	in := Inbound{Topic: m.Topic(), Payload: m.Payload(), Ack: m.Ack}
+	select {
+	case l.inbox <- in:
+	default:
+		l.dropped.Add(1)
+		l.log.Warn("inbox full: message left unacknowledged for redelivery", "topic", m.Topic())
+	}
+}
+
+// drain publishes outbox rows in windows and deletes each one only once its PUBACK came back on the
+// connection it was sent on.
+func (l *Link) drain(ctx context.Context) {
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	for {
+		if l.Connected() {
+			if n, err := l.drainOnce(ctx); err != nil {
+				l.log.Error("drain outbox", "err", err)
+			} else if n > 0 {
+				continue // more may be waiting
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.kick:
+		case <-poll.C:
+		}
+	}
+}
+
+// drainOnce sends up to one window of rows and waits (bounded) for their acknowledgements. It returns
+// how many rows were acknowledged.
+func (l *Link) drainOnce(ctx context.Context) (int, error) {
+	rows, err := l.outbox.Pending(ctx, l.opts.DrainWindow, 0)
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	epoch := l.epoch.Load()
+	toks := make([]mqtt.Token, len(rows))
+	for i, r := range rows {
+		toks[i] = l.client.Publish(r.Topic, r.QoS, r.Retained, r.Payload)
+	}
+	deadline := time.NewTimer(l.opts.AckTimeout)
+	defer deadline.Stop()
+	var acked []int64
+	for i, tok := range toks {
+		select {
+		case <-tok.Done():
+		case <-deadline.C:
+			return l.ack(ctx, acked) // the rest are sent again in the next window
+		case <-ctx.Done():
+			return l.ack(ctx, acked)
+		}
+		if tok.Error() != nil || l.epoch.Load() != epoch {
+			// Not proven delivered: it stays in the outbox and goes again (the receiver drops the
+			// duplicate by its session and seq).
+			continue
+		}
+		acked = append(acked, rows[i].ID)
+	}
+	return l.ack(ctx, acked)
+}
+
+func (l *Link) ack(ctx context.Context, ids []int64) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	// A fresh context: a stop must not lose the record of what the broker already has.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := l.outbox.Ack(actx, ids...); err != nil {
+		return 0, fmt.Errorf("ack outbox rows: %w", err)
+	}
+	return len(ids), nil
+}
+
+// Redact hides the password in a broker URL for logs.
+func Redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return strings.Replace(s, u.User.String()+"@", u.User.Username()+":***@", 1)
+}

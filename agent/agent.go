@@ -41,18 +41,18 @@ type Options struct {
 	Logger   *slog.Logger
 
 	// Broker: empty URL runs without a fleet (everything is still enforced and recorded; the outbox waits).
-	BrokerURL      string
-	BrokerTLS      *tls.Config
-	BrokerUsername string
-	BrokerPassword string
+	BrokerURL       string
+	BrokerTLS       *tls.Config
+	BrokerUsername  string
+	BrokerPassword  string
 	ReconnectJitter time.Duration
 
 	ControllerKey ed25519.PublicKey // verifies commands; nil refuses every command
 	SubjectKey    []byte            // the fleet's subject hash key
 
-	EvaluateEvery time.Duration
+	EvaluateEvery  time.Duration
 	HeartbeatEvery time.Duration
-	Debounce      time.Duration
+	Debounce       time.Duration
 	// WatchRoot is the terminal root to watch with fsnotify; "" turns watching off (the simulator tells the
 	// agent about changes with Notify instead).
 	WatchRoot string

@@ -18,10 +18,10 @@ import (
 
 // Pull protocol tuning (research/mqtt.md §2.6): a few chunks in flight, re-requested when they do not come.
 const (
-	chunkWindow       = 4
-	chunkRetryAfter   = 10 * time.Second
-	bundleFetchLimit  = 15 * time.Minute
-	maxOfferedBundle  = engine.DefaultMaxBundleBytes
+	chunkWindow      = 4
+	chunkRetryAfter  = 10 * time.Second
+	bundleFetchLimit = 15 * time.Minute
+	maxOfferedBundle = engine.DefaultMaxBundleBytes
 )
 
 var sha256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)

@@ -378,7 +378,9 @@ func (a *Agent) enqueueBirth(ctx context.Context) error {
 	if s := a.current.Load(); s != nil {
 		b.Kind, b.Category = s.facts.Device.Kind, s.facts.Location.Category
 	}
-	if si, ok := a.term.(interface{ SiteInfo() (site, name, model, firmware string) }); ok {
+	if si, ok := a.term.(interface {
+		SiteInfo() (site, name, model, firmware string)
+	}); ok {
 		b.Site, b.SiteName, b.Model, b.Firmware = si.SiteInfo()
 	}
 	state := wire.State{Envelope: a.envelope(wire.TypeState), State: wire.StateOnline}
@@ -407,5 +409,3 @@ func (a *Agent) kick() {
 		a.link.Kick()
 	}
 }
-
-

@@ -463,13 +463,13 @@ func eventID(e wire.Envelope) string { return fmt.Sprintf("%s-%d-%d", e.Dev, e.S
 func (a *Agent) enqueueCompliance(tx *store.Tx, now time.Time, status string, d device.Decision, ctrl device.Control,
 	unknown []string, fault, revision, bundleSHA string) error {
 	c := wire.Compliance{
-		Status:  status,
-		Policy:  wire.BundleInfo{Revision: revision, SHA256: bundleSHA},
-		Counts:  wire.Counts(d.Counts),
-		Failing: []wire.Failing{},
-		Actions: d.Actions,
-		Unknown: unknown,
-		Fault:   fault,
+		Status:   status,
+		Policy:   wire.BundleInfo{Revision: revision, SHA256: bundleSHA},
+		Counts:   wire.Counts(d.Counts),
+		Failing:  []wire.Failing{},
+		Actions:  d.Actions,
+		Unknown:  unknown,
+		Fault:    fault,
 		FailSafe: fault != "",
 		Control: wire.ControlState{
 			FaceRecognitionAllowed: ctrl.FaceRecognition.Allowed, EnrolmentAllowed: ctrl.Enrolment.Allowed,

@@ -229,7 +229,9 @@ func TestBundles(t *testing.T) {
 		}, ErrBundleSignature},
 		{"tampered_data", key, func(t *testing.T) []byte {
 			return tamper(t, signedBundle(t, key, "2", nil), "data.json",
-				func(b []byte) []byte { return []byte(strings.Replace(string(b), `"raw_image_max_s":10`, `"raw_image_max_s":99999`, 1)) })
+				func(b []byte) []byte {
+					return []byte(strings.Replace(string(b), `"raw_image_max_s":10`, `"raw_image_max_s":99999`, 1))
+				})
 		}, ErrBundleSignature},
 		{"file_added", key, func(t *testing.T) []byte {
 			return tamper(t, signedBundle(t, key, "2", nil), "faceguard/extra.rego",

@@ -129,4 +129,3 @@ func opaBinary(t testing.TB) string {
 	}
 	return strings.TrimSpace(string(out))
 }
-

@@ -153,11 +153,11 @@ func (l *Link) clientOptions() *mqtt.ClientOptions {
 		SetOrderMatters(false). // handlers run concurrently; order lives in the envelope's seq
 		SetAutoAckDisabled(true).
 		SetKeepAlive(l.opts.KeepAlive).
-		SetPingTimeout(10 * time.Second).
-		SetConnectTimeout(10 * time.Second).
-		SetWriteTimeout(10 * time.Second).
+		SetPingTimeout(10*time.Second).
+		SetConnectTimeout(10*time.Second).
+		SetWriteTimeout(10*time.Second).
 		SetConnectRetry(true).
-		SetConnectRetryInterval(5 * time.Second).
+		SetConnectRetryInterval(5*time.Second).
 		SetAutoReconnect(true).
 		SetMaxReconnectInterval(l.opts.MaxReconnectDelay).
 		SetMaxResumePubInFlight(l.opts.DrainWindow).

@@ -72,6 +72,9 @@ type Options struct {
 	// AllowedRemotes are extra remotes the egress probe does not report, in the syntax of site.yaml
 	// network.allowed_remotes: the agent's own broker, for instance.
 	AllowedRemotes []string
+	// SubjectKey is the fleet's subject key: subjects leave the device only as wire.SubjectHash under
+	// it. Purges (their receipts), ForgetSubject and SubjectHashes fail with ErrNoSubjectKey without it.
+	SubjectKey []byte
 }
 
 // SiteInfo is what the agent shows and reports besides the facts. Each field is empty (nil) when the
@@ -86,18 +89,28 @@ type SiteInfo struct {
 	ControlGeneration *int64
 }
 
-// Terminal gathers facts from the files under one root.
+// Terminal gathers the facts of the terminal under one root and carries out the agent's actions on it.
+// Its methods may be called concurrently; Close releases the gallery connections the actions opened.
 type Terminal struct {
 	opts  Options
 	clock clock.Clock
 
 	mu   sync.Mutex
 	site SiteInfo
+
+	// controlMu makes ApplyControl one step: read the current generation, decide, write.
+	controlMu      sync.Mutex
+	lastGeneration int64 // the generation of the last control.json written
+
+	// galleryMu guards gallery. Users hold it shared for as long as they use the handle; replacing or
+	// closing the handle holds it exclusively, so no connection is closed under a running query.
+	galleryMu sync.RWMutex
+	gallery   *galleryHandle
 }
 
 var _ device.Terminal = (*Terminal)(nil)
 
-// New returns a Terminal reading under opts.Root. It touches no file until Facts is called.
+// New returns a Terminal for the tree under opts.Root. It touches no file until a method is called.
 func New(opts Options) *Terminal {
 	c := opts.Clock
 	if c == nil {

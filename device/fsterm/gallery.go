@@ -5,9 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -42,25 +40,6 @@ func collectGallery(ctx context.Context, path string, now time.Time, retentionDa
 	return nil
 }
 
-// consent is the part of a consents row the counts need. It holds a subject reference only in memory,
-// as a map key, for as long as the count takes.
-type consent struct {
-	id          int64
-	basis       string
-	hasGuardian bool
-	grantedAt   time.Time
-	withdrawnAt *time.Time
-}
-
-// later reports whether c supersedes o as a subject's consent: a later grant, or the higher id of two
-// granted at the same instant.
-func (c consent) later(o consent) bool {
-	if !c.grantedAt.Equal(o.grantedAt) {
-		return c.grantedAt.After(o.grantedAt)
-	}
-	return c.id > o.id
-}
-
 // countGallery opens the gallery read-only and counts it by the rules of docs/terminal.md.
 func countGallery(ctx context.Context, path string, now time.Time, retentionDays *int) (device.Subjects, error) {
 	// SQLite would create a missing file even for a read; the existence check keeps the agent from ever
@@ -89,19 +68,7 @@ func countGallery(ctx context.Context, path string, now time.Time, retentionDays
 	if err := requireTables(ctx, tx, "subjects", "consents"); err != nil {
 		return device.Subjects{}, err
 	}
-	var bad badValues
-	latest, err := latestConsents(ctx, tx, &bad)
-	if err != nil {
-		return device.Subjects{}, err
-	}
-	s, err := countSubjects(ctx, tx, latest, now, retentionDays, &bad)
-	if err != nil {
-		return device.Subjects{}, err
-	}
-	if err := bad.err(); err != nil {
-		return device.Subjects{}, err
-	}
-	return s, nil
+	return countSubjects(ctx, tx, now, retentionDays)
 }
 
 // galleryDSN opens path read-only. The path is escaped because SQLite reads it as a URI, where ?, # and
@@ -111,136 +78,62 @@ func galleryDSN(path string) string {
 	return fmt.Sprintf("file:%s?mode=ro&_busy_timeout=%d", escaped, galleryBusyTimeout.Milliseconds())
 }
 
-func requireTables(ctx context.Context, tx *sql.Tx, names ...string) error {
+func requireTables(ctx context.Context, q queryer, names ...string) error {
 	for _, name := range names {
-		var n int
-		err := tx.QueryRowContext(ctx,
-			`SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?`, name).Scan(&n)
+		ok, err := hasTable(ctx, q, name)
 		if err != nil {
-			return fmt.Errorf("read schema: %w", err)
+			return err
 		}
-		if n == 0 {
+		if !ok {
 			return fmt.Errorf("table %s: no such table", name)
 		}
 	}
 	return nil
 }
 
-// latestConsents returns each subject's consent: its latest consents row.
-func latestConsents(ctx context.Context, tx *sql.Tx, bad *badValues) (map[string]consent, error) {
-	rows, err := tx.QueryContext(ctx,
-		`SELECT id, subject_ref, basis, guardian_ref, granted_at, withdrawn_at FROM consents`)
+func hasTable(ctx context.Context, q queryer, name string) (bool, error) {
+	var n int
+	err := q.QueryRowContext(ctx,
+		`SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?`, name).Scan(&n)
 	if err != nil {
-		return nil, fmt.Errorf("table consents: %w", err)
+		return false, fmt.Errorf("read schema: %w", err)
 	}
-	defer rows.Close()
-	latest := map[string]consent{}
-	for rows.Next() {
-		var (
-			c                    consent
-			ref, basis, guardian sql.NullString
-			granted, withdrawn   sql.NullString
-		)
-		if err := rows.Scan(&c.id, &ref, &basis, &guardian, &granted, &withdrawn); err != nil {
-			return nil, fmt.Errorf("table consents: %w", scanError(err))
-		}
-		if !basis.Valid || !slices.Contains(consentBasises, basis.String) {
-			bad.add("consents", "basis", "not one of "+strings.Join(consentBasises, ", "))
-			continue
-		}
-		var ok bool
-		if c.grantedAt, ok = parseTime(granted); !ok {
-			bad.add("consents", "granted_at", "not an RFC 3339 time")
-			continue
-		}
-		if withdrawn.Valid {
-			t, ok := parseTime(withdrawn)
-			if !ok {
-				bad.add("consents", "withdrawn_at", "not an RFC 3339 time")
-				continue
-			}
-			c.withdrawnAt = &t
-		}
-		if !ref.Valid {
-			continue // belongs to no subject, so it cannot be anyone's consent
-		}
-		c.basis = basis.String
-		c.hasGuardian = guardian.Valid && guardian.String != ""
-		if prev, seen := latest[ref.String]; !seen || c.later(prev) {
-			latest[ref.String] = c
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("table consents: %w", err)
-	}
-	return latest, nil
+	return n > 0, nil
 }
 
-func countSubjects(ctx context.Context, tx *sql.Tx, latest map[string]consent, now time.Time, retentionDays *int, bad *badValues) (device.Subjects, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT subject_ref, age_band, stored_at, enrolled_at FROM subjects`)
-	if err != nil {
-		return device.Subjects{}, fmt.Errorf("table subjects: %w", err)
-	}
-	defer rows.Close()
+func countSubjects(ctx context.Context, tx queryer, now time.Time, retentionDays *int) (device.Subjects, error) {
 	var (
 		s               device.Subjects
 		oldestWithdrawn *time.Time
 	)
-	for rows.Next() {
-		var ref, ageBand, storedAt, enrolled sql.NullString
-		if err := rows.Scan(&ref, &ageBand, &storedAt, &enrolled); err != nil {
-			return device.Subjects{}, fmt.Errorf("table subjects: %w", scanError(err))
-		}
+	err := scanSubjects(ctx, tx, func(st *subjectState) {
 		s.Count++
-		if !ageBand.Valid || !slices.Contains(ageBands, ageBand.String) {
-			bad.add("subjects", "age_band", "not one of "+strings.Join(ageBands, ", "))
-		}
-		if !storedAt.Valid || !slices.Contains(storageSites, storedAt.String) {
-			bad.add("subjects", "stored_at", "not one of "+strings.Join(storageSites, ", "))
-		} else if storedAt.String != "device" {
+		if st.storedOffDevice() {
 			s.StoredOffDevice++
 		}
-		enrolledAt, ok := parseTime(enrolled)
-		if !ok {
-			bad.add("subjects", "enrolled_at", "not an RFC 3339 time")
-		} else if retentionDays != nil && beyondRetention(enrolledAt, now, *retentionDays) {
+		if retentionDays != nil && st.beyondRetention(now, *retentionDays) {
 			s.BeyondRetention++
 		}
-
-		c, hasConsent := latest[ref.String]
-		if !ref.Valid {
-			hasConsent = false
-		}
-		if hasConsent && c.withdrawnAt != nil {
+		if st.withdrawn() {
 			s.WithdrawnPending++
-			if oldestWithdrawn == nil || c.withdrawnAt.Before(*oldestWithdrawn) {
-				oldestWithdrawn = c.withdrawnAt
+			if oldestWithdrawn == nil || st.consent.withdrawnAt.Before(*oldestWithdrawn) {
+				oldestWithdrawn = st.consent.withdrawnAt
 			}
-			continue // the consent rules below are for subjects not withdrawn: this one is due for purging
 		}
-		if !hasConsent || c.basis == "none" || c.basis == "guardian" && !c.hasGuardian {
+		if st.withoutConsent() {
 			s.WithoutConsent++
 		}
-		if ageBand.String == "under_14" && !(hasConsent && (c.basis == "law" || c.basis == "guardian" && c.hasGuardian)) {
+		if st.minorWithoutGuardian() {
 			s.MinorsWithoutGuardian++
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return device.Subjects{}, fmt.Errorf("table subjects: %w", err)
+	})
+	if err != nil {
+		return device.Subjects{}, err
 	}
 	if oldestWithdrawn != nil {
 		s.WithdrawnOldestS = ceilSeconds(now.Sub(*oldestWithdrawn))
 	}
 	return s, nil
-}
-
-// beyondRetention reports whether a subject enrolled at enrolled has been kept longer than the notice
-// promises. A retention too long for a time.Duration never expires.
-func beyondRetention(enrolled, now time.Time, days int) bool {
-	if int64(days) > math.MaxInt64/int64(24*time.Hour) {
-		return false
-	}
-	return now.Sub(enrolled) > time.Duration(days)*24*time.Hour
 }
 
 func parseTime(v sql.NullString) (time.Time, bool) {

@@ -1,9 +1,13 @@
 # The reasons each control fires, one partial rule per reason.
 #
 # A reason is {control, zh, en, facts}: decision.rego groups reasons by control, joins their messages and
-# takes severity, articles and action from the catalog. Every body tests its conditions first and only then
-# formats numbers, so a passing evaluation never calls sprintf. A body reads a fact group only after
-# checking it is known (directly or through _fr_on, _public, _private).
+# takes severity, articles and action from the catalog.
+#
+# Performance: each body starts with equalities on input against constants (input.fr.enabled == true,
+# input.security.audit_log == false, ...), which OPA's rule index uses to skip the rule without evaluating
+# it, so a passing document visits few rules; numbers are formatted only in the head, after the body held.
+# A body reads a fact group only after checking it is known (not _unknown.<group>, or _fr_on, _public ...).
+# Field values are taken to have the types of facts.schema.json (the agent validates facts against it).
 package faceguard
 
 # ---------------------------------------------------------------- FRM-13-PRIVATE-SPACE (Art. 13)
@@ -14,6 +18,7 @@ _reason contains {
 	"en": sprintf("face recognition is enabled in a %s (%s), a private space where it is prohibited: face recognition is switched off and other ways through are enabled; remove or relocate the device", [label.en, cat]),
 	"facts": ["fr.enabled", "location.category"],
 } if {
+	input.fr.enabled == true
 	_fr_on
 	_private_category
 	cat := input.location.category
@@ -26,6 +31,8 @@ _reason contains {
 	"en": "the installer marked this location as a private space, where face recognition is prohibited: face recognition is switched off and other ways through are enabled; remove or relocate the device",
 	"facts": ["fr.enabled", "location.private_space"],
 } if {
+	input.location.private_space == true
+	input.fr.enabled == true
 	_fr_on
 	_private_flag
 	not _private_category
@@ -39,18 +46,16 @@ _signage_applies if {
 	not _unknown.signage
 }
 
-_signage_present if input.signage.present == true
-
-_signage_evidence_ok := {"photo_audit", "installer_attestation", "sensor"}
-
 _reason contains {
 	"control": "FRM-13-SIGNAGE",
 	"zh": "在公共场所启用人脸识别，但未设置显著提示标识：请张贴标识并记录核验证据",
 	"en": "face recognition is enabled in a public place without a conspicuous sign: put up a sign and record the verification evidence",
 	"facts": ["fr.enabled", "location.public_place", "signage.present"],
 } if {
+	input.signage.present == false
+	input.location.public_place == true
+	input.fr.enabled == true
 	_signage_applies
-	not _signage_present
 }
 
 _reason contains {
@@ -59,9 +64,11 @@ _reason contains {
 	"en": "a sign is reported but there is no evidence for it: verify it by photo audit, installer attestation or sensor and record the evidence",
 	"facts": ["fr.enabled", "location.public_place", "signage.evidence"],
 } if {
+	input.signage.evidence == "none"
+	input.signage.present == true
+	input.location.public_place == true
+	input.fr.enabled == true
 	_signage_applies
-	_signage_present
-	not input.signage.evidence in _signage_evidence_ok
 }
 
 _reason contains {
@@ -70,9 +77,11 @@ _reason contains {
 	"en": "the sign has never been verified: verify it and record when",
 	"facts": ["fr.enabled", "location.public_place", "signage.verified_at"],
 } if {
-	_signage_applies
-	_signage_present
 	input.signage.verified_at == null
+	input.signage.present == true
+	input.location.public_place == true
+	input.fr.enabled == true
+	_signage_applies
 }
 
 _signage_age_ns := _now_ns - time.parse_rfc3339_ns(input.signage.verified_at)
@@ -83,8 +92,10 @@ _reason contains {
 	"en": sprintf("the sign was last verified %d days ago, beyond the %d-day re-verification period: verify it again and record it", [days, limit]),
 	"facts": ["collected_at", "fr.enabled", "location.public_place", "signage.verified_at"],
 } if {
+	input.signage.present == true
+	input.location.public_place == true
+	input.fr.enabled == true
 	_signage_applies
-	_signage_present
 	limit := data.faceguard.config.signage_reverify_days
 	_signage_age_ns > limit * 86400000000000
 	days := floor(_signage_age_ns / 86400000000000)
@@ -92,22 +103,19 @@ _reason contains {
 
 _reason contains {
 	"control": "FRM-13-SIGNAGE",
-	"zh": "提示标识的核验时间缺失或无法解析：请重新核验并记录核验时间",
-	"en": "the sign's verification time is missing or unreadable: verify it again and record when",
+	"zh": "提示标识的核验时间无法解析：请重新核验并记录核验时间",
+	"en": "the sign's verification time is unreadable: verify it again and record when",
 	"facts": ["collected_at", "fr.enabled", "location.public_place", "signage.verified_at"],
 } if {
+	input.signage.present == true
+	input.location.public_place == true
+	input.fr.enabled == true
 	_signage_applies
-	_signage_present
-	not input.signage.verified_at == null
+	input.signage.verified_at != null
 	not _signage_age_ns
 }
 
 # ---------------------------------------------------------------- FRM-13-NECESSITY (Art. 13, Art. 4)
-
-_has_text(s) if {
-	is_string(s)
-	trim_space(s) != ""
-}
 
 _reason contains {
 	"control": "FRM-13-NECESSITY",
@@ -115,10 +123,16 @@ _reason contains {
 	"en": "face recognition is enabled in a public place with no documented public-security necessity: record the necessity reference (necessity_ref), or do not use face recognition here",
 	"facts": ["fr.enabled", "location.necessity_ref", "location.public_place"],
 } if {
+	input.location.public_place == true
+	input.fr.enabled == true
 	_fr_on
 	_public
-	not _has_text(input.location.necessity_ref)
+	_no_necessity_ref
 }
+
+_no_necessity_ref if input.location.necessity_ref == null
+
+_no_necessity_ref if input.location.necessity_ref == ""
 
 _reason contains {
 	"control": "FRM-13-NECESSITY",
@@ -126,9 +140,11 @@ _reason contains {
 	"en": "face recognition is used for marketing in a public place, beyond what public security requires: stop the marketing use",
 	"facts": ["fr.enabled", "fr.purpose", "location.public_place"],
 } if {
+	input.fr.purpose == "marketing"
+	input.location.public_place == true
+	input.fr.enabled == true
 	_fr_on
 	_public
-	input.fr.purpose == "marketing"
 }
 
 # ---------------------------------------------------------------- FRM-13-CAPTURE-ZONE (Art. 13)
@@ -139,23 +155,14 @@ _reason contains {
 	"en": "face recognition is enabled in a public place but the capture area is not defined: define a reasonable capture area and configure it on the device",
 	"facts": ["fr.enabled", "location.capture_zone_defined", "location.public_place"],
 } if {
+	input.location.capture_zone_defined == false
+	input.location.public_place == true
+	input.fr.enabled == true
 	_fr_on
 	_public
-	not input.location.capture_zone_defined == true
 }
 
 # ---------------------------------------------------------------- FRM-08-LOCAL-STORAGE (Art. 8)
-
-_reason contains {
-	"control": "FRM-08-LOCAL-STORAGE",
-	"zh": sprintf("有 %d 个人脸模板存储在设备之外：人脸信息应存储于人脸识别设备内，请删除设备外的副本", [n]),
-	"en": sprintf("%d face template(s) stored outside the device: face information must stay in the recognition device; delete the copies kept elsewhere", [n]),
-	"facts": ["subjects.stored_off_device"],
-} if {
-	not _unknown.subjects
-	n := input.subjects.stored_off_device
-	n > 0
-}
 
 # Flow data kinds: face data, and every kind the terminal can declare. Anything else (the "unknown" of an
 # observed but undeclared connection, or an unrecognised value) may carry face data.
@@ -165,18 +172,22 @@ _declared_data := {"template", "raw_image", "video", "match_result", "metadata"}
 
 _lawful_basis := {"separate", "law"}
 
-_egress_face_flows := {[e.dest, e.data] |
+# Fast path: no flow is marked as going to the internet.
+_egress_local if {
 	not _unknown.egress
+	{e.internet | some e in input.egress} in {set(), {false}}
+}
+
+_egress_face_flows := {[e.dest, e.data] |
 	some e in input.egress
-	not e.internet == false
+	e.internet == true
 	e.data in _face_data
 	not e.consent in _lawful_basis
 }
 
 _egress_undeclared := {e.dest |
-	not _unknown.egress
 	some e in input.egress
-	not e.internet == false
+	e.internet == true
 	not e.data in _declared_data
 	not e.consent in _lawful_basis
 }
@@ -187,6 +198,8 @@ _reason contains {
 	"en": sprintf("face data leaves the device over the internet without separate consent or a legal basis: %s; the flow is blocked, stop it or obtain separate consent", [concat(", ", [sprintf("%v (%v)", f) | some f in flows])]),
 	"facts": ["egress"],
 } if {
+	not _egress_local
+	not _unknown.egress
 	flows := _egress_face_flows
 	count(flows) > 0
 }
@@ -197,6 +210,8 @@ _reason contains {
 	"en": sprintf("an undeclared internet connection to %s may carry face data: it is blocked; identify it and declare it in the terminal status", [concat(", ", dests)]),
 	"facts": ["egress"],
 } if {
+	not _egress_local
+	not _unknown.egress
 	count(_egress_undeclared) > 0
 	dests := sort(_egress_undeclared)
 }
@@ -209,47 +224,65 @@ _reason contains {
 	"en": sprintf("a raw face capture without separate consent is %d s old, over the %d s limit: deleting; set the terminal to delete raw captures right after recognition", [age, limit]),
 	"facts": ["raw_images.oldest_age_s"],
 } if {
-	not _unknown.raw_images
 	age := input.raw_images.oldest_age_s
 	limit := data.faceguard.config.raw_image_max_s
 	age > limit
+	not _unknown.raw_images
 }
 
-# ---------------------------------------------------------------- FRM-08-RETENTION (Art. 8; PIPL Art. 19)
+# ---------------------------------------------------------------- subject counts (Arts. 6, 7, 8)
 
-_reason contains {
+# Fast path: no subject problem at all, so none of the rules below need a visit.
+_subjects_clean if {
+	input.subjects.without_consent == 0
+	input.subjects.withdrawn_pending == 0
+	input.subjects.minors_without_guardian == 0
+	input.subjects.beyond_retention == 0
+	input.subjects.stored_off_device == 0
+}
+
+_reason contains r if {
+	not _subjects_clean
+	not _unknown.subjects
+	some r in _subject_reason
+}
+
+_subject_reason contains {
+	"control": "FRM-08-LOCAL-STORAGE",
+	"zh": sprintf("有 %d 个人脸模板存储在设备之外：人脸信息应存储于人脸识别设备内，请删除设备外的副本", [n]),
+	"en": sprintf("%d face template(s) stored outside the device: face information must stay in the recognition device; delete the copies kept elsewhere", [n]),
+	"facts": ["subjects.stored_off_device"],
+} if {
+	n := input.subjects.stored_off_device
+	n > 0
+}
+
+_subject_reason contains {
 	"control": "FRM-08-RETENTION",
 	"zh": sprintf("有 %d 个人脸模板已超过保存期限：正在清除，请在告知的保存期限届满后及时删除", [n]),
 	"en": sprintf("%d face template(s) past their retention period: purging; delete templates when the stated retention period ends", [n]),
 	"facts": ["subjects.beyond_retention"],
 } if {
-	not _unknown.subjects
 	n := input.subjects.beyond_retention
 	n > 0
 }
 
-# ---------------------------------------------------------------- FRM-06-CONSENT (Art. 6; PIPL Art. 29)
-
-_reason contains {
+_subject_reason contains {
 	"control": "FRM-06-CONSENT",
 	"zh": sprintf("有 %d 个人脸模板没有有效的单独同意：已隔离（不参与比对），请取得本人单独同意或删除", [n]),
 	"en": sprintf("%d face template(s) without valid separate consent: quarantined (not used for matching); obtain the person's separate consent or delete them", [n]),
 	"facts": ["subjects.without_consent"],
 } if {
-	not _unknown.subjects
 	n := input.subjects.without_consent
 	n > 0
 }
 
-# ---------------------------------------------------------------- FRM-06-WITHDRAWAL (Art. 6; PIPL Art. 47)
-
-_reason contains {
+_subject_reason contains {
 	"control": "FRM-06-WITHDRAWAL",
 	"zh": sprintf("有 %d 名已撤回同意的人员仍在人脸库中，最早的撤回已过去 %d 秒，超过 %d 秒的处理期限：正在清除", [n, age, limit]),
 	"en": sprintf("%d subject(s) who withdrew consent still enrolled; the oldest withdrawal was %d s ago, over the %d s limit: purging", [n, age, limit]),
 	"facts": ["subjects.withdrawn_oldest_s", "subjects.withdrawn_pending"],
 } if {
-	not _unknown.subjects
 	n := input.subjects.withdrawn_pending
 	n > 0
 	age := input.subjects.withdrawn_oldest_s
@@ -257,15 +290,12 @@ _reason contains {
 	age > limit
 }
 
-# ---------------------------------------------------------------- FRM-07-MINORS (Art. 7; PIPL Art. 31)
-
-_reason contains {
+_subject_reason contains {
 	"control": "FRM-07-MINORS",
 	"zh": sprintf("有 %d 名不满十四周岁的人员没有监护人同意记录：已隔离，请取得其父母或其他监护人的同意", [n]),
 	"en": sprintf("%d subject(s) under 14 without guardian consent on record: quarantined; obtain the consent of a parent or guardian", [n]),
 	"facts": ["subjects.minors_without_guardian"],
 } if {
-	not _unknown.subjects
 	n := input.subjects.minors_without_guardian
 	n > 0
 }
@@ -278,10 +308,11 @@ _reason contains {
 	"en": sprintf("face recognition is enabled but no non-face way through passed its self-test (%d configured): enabling alternatives; repair the card, PIN or other ways through", [n]),
 	"facts": ["alternatives.configured", "alternatives.healthy", "fr.enabled"],
 } if {
+	input.alternatives.healthy == []
+	input.fr.enabled == true
 	_fr_on
 	not _unknown.alternatives
-	not count(input.alternatives.healthy) > 0
-	n := count(object.get(input.alternatives, "configured", []))
+	n := count(input.alternatives.configured)
 }
 
 _reason contains {
@@ -290,16 +321,26 @@ _reason contains {
 	"en": "the screen offers no way to refuse face recognition: show an option to decline and use another way through",
 	"facts": ["alternatives.refuse_option_shown", "fr.enabled"],
 } if {
+	input.alternatives.refuse_option_shown == false
+	input.fr.enabled == true
 	_fr_on
 	not _unknown.alternatives
-	not input.alternatives.refuse_option_shown == true
 }
 
 # ---------------------------------------------------------------- FRM-12-NO-COERCION (Art. 12)
 
+# One case-insensitive regular expression over all phrases clears a passing document in a single match
+# (OPA caches the compiled expression); only a match pays for finding which phrases matched, by the
+# spec's rule: a phrase matches when the lower-cased prompt contains the lower-cased phrase.
+_coercion_pattern := concat("", ["(?i)", replace(
+	regex.replace(concat("\u0000", data.faceguard.config.coercion_phrases), `[\\.+*?()|\[\]{}^$]`, `\$0`),
+	"\u0000", "|",
+)])
+
 _coercion_matches := {p |
 	text := lower(concat("\n", input.prompts))
 	some p in data.faceguard.config.coercion_phrases
+	p != ""
 	contains(text, lower(p))
 }
 
@@ -309,8 +350,11 @@ _reason contains {
 	"en": sprintf("a prompt makes face recognition the only way (%s): remove such wording and tell people other ways are available", [concat(", ", [sprintf("%q", [p]) | some p in matches])]),
 	"facts": ["fr.enabled", "prompts"],
 } if {
+	input.fr.enabled == true
 	_fr_on
 	not _unknown.prompts
+	count(input.prompts) > 0
+	regex.match(_coercion_pattern, concat("\n", input.prompts))
 	matches := _coercion_matches
 	count(matches) > 0
 }
@@ -323,15 +367,16 @@ _reason contains {
 	"en": "the notice is not shown before faces are captured: show it prominently, in plain language, before capture",
 	"facts": ["fr.enabled", "notice.shown_before_capture"],
 } if {
+	input.notice.shown_before_capture == false
+	input.fr.enabled == true
 	_fr_on
 	not _unknown.notice
-	not input.notice.shown_before_capture == true
 }
 
-_notice_missing := [f |
-	some f in data.faceguard.config.required_notice_fields
-	not f in input.notice.fields
-]
+# Fast path: the fields listed exactly as configured; otherwise compare as sets.
+_notice_missing := set() if {
+	input.notice.fields == data.faceguard.config.required_notice_fields
+} else := {f | some f in data.faceguard.config.required_notice_fields} - {f | some f in input.notice.fields}
 
 _reason contains {
 	"control": "FRM-05-NOTICE",
@@ -339,6 +384,7 @@ _reason contains {
 	"en": sprintf("the notice does not state: %s: complete it before enrolling faces", [concat(", ", [sprintf("%s (%s)", [_notice_label(f).en, f]) | some f in missing])]),
 	"facts": ["fr.enabled", "notice.fields"],
 } if {
+	input.fr.enabled == true
 	_fr_on
 	not _unknown.notice
 	missing := _notice_missing
@@ -353,55 +399,70 @@ _reason contains {
 	"en": "the notice states no retention period (retention_days is 0): state how long face data is kept",
 	"facts": ["fr.enabled", "notice.retention_days"],
 } if {
+	input.notice.retention_days == 0
+	input.fr.enabled == true
 	_fr_on
 	not _unknown.notice
-	not input.notice.retention_days > 0
 }
 
 # ---------------------------------------------------------------- FRM-14-SECURITY (Art. 14; PIPL Art. 51)
+# intrusion_detection is gathered but not judged.
 
-# Each judged measure: the value that is safe, and what to say when it is not. intrusion_detection is
-# reported in facts but not judged.
-_security_checks := {
-	"storage_encrypted": {
-		"safe": true,
-		"zh": "人脸数据存储未加密：请启用存储加密",
-		"en": "face data is stored unencrypted: enable storage encryption",
-	},
-	"transport_tls": {
-		"safe": true,
-		"zh": "数据传输未使用 TLS 加密：请启用 TLS",
-		"en": "data is transmitted without TLS: enable TLS",
-	},
-	"audit_log": {
-		"safe": true,
-		"zh": "未开启安全审计日志：请开启审计日志",
-		"en": "security audit logging is off: turn it on",
-	},
-	"access_control": {
-		"safe": true,
-		"zh": "未启用访问控制：请配置账号与权限管理",
-		"en": "access control is not enforced: configure accounts and authorisation",
-	},
-	"default_credentials": {
-		"safe": false,
-		"zh": "出厂默认口令仍可登录：请立即修改",
-		"en": "factory default credentials still work: change them now",
-	},
+_reason contains {
+	"control": "FRM-14-SECURITY",
+	"zh": "人脸数据存储未加密：请启用存储加密",
+	"en": "face data is stored unencrypted: enable storage encryption",
+	"facts": ["security.storage_encrypted"],
+} if {
+	input.security.storage_encrypted == false
+	not _unknown.security
 }
 
 _reason contains {
 	"control": "FRM-14-SECURITY",
-	"zh": check.zh,
-	"en": check.en,
-	"facts": [concat(".", ["security", measure])],
+	"zh": "数据传输未使用 TLS 加密：请启用 TLS",
+	"en": "data is transmitted without TLS: enable TLS",
+	"facts": ["security.transport_tls"],
 } if {
+	input.security.transport_tls == false
 	not _unknown.security
-	some measure, check in _security_checks
-	not input.security[measure] == check.safe
+}
+
+_reason contains {
+	"control": "FRM-14-SECURITY",
+	"zh": "未开启安全审计日志：请开启审计日志",
+	"en": "security audit logging is off: turn it on",
+	"facts": ["security.audit_log"],
+} if {
+	input.security.audit_log == false
+	not _unknown.security
+}
+
+_reason contains {
+	"control": "FRM-14-SECURITY",
+	"zh": "未启用访问控制：请配置账号与权限管理",
+	"en": "access control is not enforced: configure accounts and authorisation",
+	"facts": ["security.access_control"],
+} if {
+	input.security.access_control == false
+	not _unknown.security
+}
+
+_reason contains {
+	"control": "FRM-14-SECURITY",
+	"zh": "出厂默认口令仍可登录：请立即修改",
+	"en": "factory default credentials still work: change them now",
+	"facts": ["security.default_credentials"],
+} if {
+	input.security.default_credentials == true
+	not _unknown.security
 }
 
 # ---------------------------------------------------------------- FRM-09-PIA (Art. 9; PIPL Art. 55)
+
+_no_pia_ref if input.pia.ref == null
+
+_no_pia_ref if input.pia.ref == ""
 
 _reason contains {
 	"control": "FRM-09-PIA",
@@ -409,9 +470,10 @@ _reason contains {
 	"en": "no personal-information impact assessment covers this device: complete one before processing and record its reference",
 	"facts": ["fr.enabled", "pia.ref"],
 } if {
+	input.fr.enabled == true
 	_fr_on
 	not _unknown.pia
-	not _has_text(input.pia.ref)
+	_no_pia_ref
 }
 
 _reason contains {
@@ -420,22 +482,24 @@ _reason contains {
 	"en": "the impact assessment has no completion date: complete it and record the date",
 	"facts": ["fr.enabled", "pia.completed_at"],
 } if {
+	input.pia.completed_at == null
+	input.fr.enabled == true
 	_fr_on
 	not _unknown.pia
-	_has_text(input.pia.ref)
-	not is_string(input.pia.completed_at)
+	not _no_pia_ref
 }
 
 _reason contains {
 	"control": "FRM-09-PIA",
-	"zh": sprintf("影响评估针对的目的（%v）与实际用途（%v）不一致：请按实际用途重新评估", [object.get(input.pia, "purpose", null), input.fr.purpose]),
-	"en": sprintf("the impact assessment covers purpose %v but the device is used for %v: assess the actual purpose again", [object.get(input.pia, "purpose", null), input.fr.purpose]),
+	"zh": sprintf("影响评估针对的目的（%v）与实际用途（%v）不一致：请按实际用途重新评估", [input.pia.purpose, input.fr.purpose]),
+	"en": sprintf("the impact assessment covers purpose %v but the device is used for %v: assess the actual purpose again", [input.pia.purpose, input.fr.purpose]),
 	"facts": ["fr.enabled", "fr.purpose", "pia.purpose"],
 } if {
+	input.fr.enabled == true
 	_fr_on
 	not _unknown.pia
-	_has_text(input.pia.ref)
-	not input.pia.purpose == input.fr.purpose
+	input.pia.purpose != input.fr.purpose
+	not _no_pia_ref
 }
 
 # ---------------------------------------------------------------- FRM-04-MINIMISATION (Art. 4)
@@ -446,9 +510,10 @@ _reason contains {
 	"en": "1:N identification is used for access control, where 1:1 verification would do: switch to 1:1 verification (e.g. card plus face)",
 	"facts": ["fr.enabled", "fr.mode", "fr.purpose"],
 } if {
-	_fr_on
 	input.fr.mode == "identify_1toN"
 	input.fr.purpose == "access_control"
+	input.fr.enabled == true
+	_fr_on
 }
 
 # ---------------------------------------------------------------- FRM-02-SCOPE (Art. 2)
@@ -465,7 +530,7 @@ _reason contains {
 	"en": "the device claims the research exclusion (rnd_lab) but is installed in a public place or a private space: the exclusion does not cover deployments and every control applies; correct the device stage or move the device",
 	"facts": sort(_scope_facts | {"device.stage"}),
 } if {
-	not _unknown.device
 	input.device.stage == "rnd_lab"
+	not _unknown.device
 	count(_scope_facts) > 0
 }

@@ -21,29 +21,53 @@ _group_issues contains {"fact": "location", "source": "location.category", "reas
 	reason := sprintf("unknown category %v", [object.get(input.location, "category", null)])
 }
 
-# _unknown is the set of unknown fact groups.
-_unknown := {i.fact | some i in _group_issues}
+# _unknown is the set of unknown fact groups. The first branch is the fast path of a complete document.
+_unknown := set() if {
+	_none_declared
+	data.faceguard.vocab.categories[input.location.category]
+	_shape_ok
+} else := {i.fact | some i in _group_issues}
 
-# Face recognition is on unless the terminal says exactly false.
+_none_declared if not input.unknown
+
+_none_declared if input.unknown == []
+
+_shape_ok if {
+	is_object(input.device)
+	is_object(input.fr)
+	is_object(input.location)
+	is_object(input.signage)
+	is_object(input.notice)
+	is_object(input.alternatives)
+	is_array(input.prompts)
+	is_object(input.subjects)
+	is_object(input.raw_images)
+	is_array(input.egress)
+	is_object(input.security)
+	is_object(input.pia)
+}
+
+# Face recognition is on, from known facts.
 _fr_on if {
+	input.fr.enabled == true
 	not _unknown.fr
-	not input.fr.enabled == false
 }
 
-# A public place unless the installer says exactly false.
+# A public place, from known facts.
 _public if {
+	input.location.public_place == true
 	not _unknown.location
-	not input.location.public_place == false
 }
 
+# A private space: a private category of the vocabulary, or the installer's flag.
 _private_category if {
 	not _unknown.location
 	input.location.category in data.faceguard.config.private_categories
 }
 
 _private_flag if {
+	input.location.private_space == true
 	not _unknown.location
-	not input.location.private_space == false
 }
 
 _private if _private_category

@@ -1,14 +1,23 @@
-// Package fsterm is the reference terminal adapter: it gathers the facts of one face-recognition terminal
-// from the file layout of docs/terminal.md under a root directory, the way node_exporter reads /proc under
-// --path.procfs, so that tests and vendors can point it at a tree of plain files.
+// Package fsterm is the reference terminal adapter: it implements device.Terminal over the file layout
+// of docs/terminal.md under a root directory, the way node_exporter reads /proc under --path.procfs, so
+// that tests and vendors can point it at a tree of plain files.
 //
-// Each group of facts comes from a small collector. A collector that cannot read or understand its file
+// Facts: each group comes from a small collector. A collector that cannot read or understand its file
 // marks its groups unknown, names the file and the problem, and leaves placeholders that the policy never
 // reads; the other collectors still run. Nothing missing is ever turned into a compliant value.
 //
-// fsterm must never copy subject references, templates or images anywhere but the terminal's own files,
-// never put them in facts or error messages, and never send anything over the network: the facts it
-// returns are counts, flags and flows, and they leave the device only through the agent.
+// Actions: ApplyControl writes run/faceguard/control.json atomically; DeleteRawImages deletes raw
+// captures without a consent sidecar; the purges, quarantines and ForgetSubject change the gallery, each
+// in one transaction. The rules that say which subject is withdrawn, without consent, a minor without
+// guardian consent or expired are defined once (rules.go) and used both to count and to act, so the agent
+// only ever acts on what the facts counted.
+//
+// fsterm must never copy subject references, templates or images anywhere but the terminal's own files
+// (control.json, which lists quarantined references for the terminal software, is one of them), never put
+// them in facts, receipts or error messages, and never send anything over the network: what it returns
+// is counts, flags, flows, keyed subject hashes and receipts, and those leave the device only through the
+// agent. It never creates a gallery, changes no gallery schema beyond adding faceguard_quarantine, and
+// deletes nothing but unconsented raw captures and the subjects an action or a forget command selects.
 package fsterm
 
 import (

@@ -2,6 +2,7 @@ package fsterm
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -120,6 +121,49 @@ func FuzzParseProcNetTCP(f *testing.F) {
 				t.Fatalf("%d flows, over the cap", len(facts.Egress))
 			}
 			validateFuzzFacts(t, facts)
+		}
+	})
+}
+
+// FuzzApplyControl: whatever control.json holds, ApplyControl succeeds and leaves a file it accepts;
+// when it accepted the old file, giving the orders that file holds again changes nothing, and when it
+// did not, the file is replaced.
+func FuzzApplyControl(f *testing.F) {
+	if golden, err := os.ReadFile(filepath.Join("testdata", "golden", "control.json")); err == nil {
+		f.Add(golden)
+	}
+	for _, seed := range []string{
+		"", "{}", "null", "[]", `{"schema": "faceguard.control/v1"}`,
+		`{"schema": "faceguard.control/v1", "generation": 9223372036854775807, "updated_at": "2026-11-24T10:00:00Z", "quarantined_subjects": null}`,
+		`{"SCHEMA": "faceguard.control/v1", "generation": 3, "updated_at": "2026-11-24T10:00:00Z", "face_recognition": {"allowed": true, "reason": null}}`,
+		`{"schema": "faceguard.control/v1", "generation": 3, "updated_at": "2026-11-24T10:00:00Z", "enrolment": {"allowed": false, "reason": {"control": "\ud800", "zh": "", "en": ""}}, "quarantined_subjects": ["b", "a", "a"]}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		root := t.TempDir()
+		writeControl(t, root, string(data))
+		path := filepath.Join(root, ControlPath)
+		old, oldErr := readControl(path)
+		order := privateSpaceControl
+		if oldErr == nil {
+			order = device.Control{FaceRecognition: old.FaceRecognition, Enrolment: old.Enrolment,
+				FaceDataEgress: old.FaceDataEgress, AlternativesRequiredOn: old.Alternatives.RequiredOn}
+		}
+		term := newTestTerminal(root) // no gallery: the quarantine list is kept from the file
+		changed, err := term.ApplyControl(context.Background(), order)
+		if err != nil {
+			t.Fatalf("ApplyControl: %v", err)
+		}
+		if changed != (oldErr != nil) {
+			t.Fatalf("changed = %v for a file read with error %v", changed, oldErr)
+		}
+		got, err := readControl(path)
+		if err != nil {
+			t.Fatalf("ApplyControl left a file it does not accept: %v", err)
+		}
+		if changed && got.Generation < 1 || !changed && got.Generation != old.Generation {
+			t.Fatalf("generation %d after %d", got.Generation, old.Generation)
 		}
 	})
 }

@@ -14,8 +14,9 @@ import (
 	"github.com/faceguard/faceguard/device"
 )
 
-// galleryBusyTimeout is how long a count waits for the terminal software's write lock. The terminal is
-// the gallery's owner: the agent waits its turn rather than fail, but never long enough to stall a cycle.
+// galleryBusyTimeout is how long a count or an action waits for the terminal software's lock. The
+// terminal is the gallery's owner: the agent waits its turn rather than fail, but never long enough to
+// stall a cycle.
 const galleryBusyTimeout = 2 * time.Second
 
 // Values the gallery's enumerated columns may hold (docs/terminal.md).

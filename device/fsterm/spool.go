@@ -102,10 +102,10 @@ func isCaptureName(name string) bool {
 	return !strings.HasPrefix(name, ".") && !strings.HasSuffix(name, consentSuffix)
 }
 
-// expired reports whether a capture of modification time mtime has reached maxAge at now. It is >=, not
-// the facts' rounded-up "older than": a capture goes the moment it reaches its limit, so everything the
-// policy can find over the limit is already gone.
-func expired(mtime, now time.Time, maxAge time.Duration) bool { return now.Sub(mtime) >= maxAge }
+// captureExpired reports whether a capture of modification time mtime has reached maxAge at now. It is
+// >=, not the facts' rounded-up "older than": a capture goes the moment it reaches its limit, so nothing
+// the policy can find over the limit is left.
+func captureExpired(mtime, now time.Time, maxAge time.Duration) bool { return now.Sub(mtime) >= maxAge }
 
 // DeleteRawImages deletes every capture without a sidecar that has reached maxAge. It deletes nothing
 // else: not consented captures, not sidecars (an orphan one marks nothing), not dotfiles, subdirectories
@@ -130,7 +130,7 @@ func (t *Terminal) DeleteRawImages(ctx context.Context, maxAge time.Duration) (d
 			firstErr = err
 			break
 		}
-		if c.consented || !expired(c.modTime, now, maxAge) {
+		if c.consented || !captureExpired(c.modTime, now, maxAge) {
 			continue
 		}
 		deleted, err := deleteExpiredCapture(dir, c.name, now, maxAge)
@@ -173,7 +173,7 @@ func deleteExpiredCapture(dir, name string, now time.Time, maxAge time.Duration)
 	if err != nil {
 		return false, fileError(err)
 	}
-	if !info.Mode().IsRegular() || !expired(info.ModTime(), now, maxAge) {
+	if !info.Mode().IsRegular() || !captureExpired(info.ModTime(), now, maxAge) {
 		return false, nil
 	}
 	switch sidecar, err := os.Lstat(path + consentSuffix); {

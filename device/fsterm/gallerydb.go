@@ -1,0 +1,151 @@
+package fsterm
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// galleryMaxConns bounds the agent's connections to the gallery: enough that a lookup on the hot path
+// never waits behind a purge holding one, few enough to stay out of the terminal software's way.
+const galleryMaxConns = 4
+
+// quarantineTable is the one table the agent adds to the terminal's gallery, and the only change it
+// makes to the gallery's schema.
+const quarantineTable = `CREATE TABLE IF NOT EXISTS faceguard_quarantine (
+  subject_ref TEXT PRIMARY KEY,
+  reason      TEXT NOT NULL,
+  since       TEXT NOT NULL
+)`
+
+// lookupQuery reads one subject, every consents row of it and whether it is quarantined, in one
+// statement that starts from the subjects primary key. How fast it is beyond that depends on whether
+// the terminal indexes consents.subject_ref, which the contract does not require.
+const lookupQuery = `SELECT s.subject_ref, s.age_band, s.stored_at, s.enrolled_at,
+  EXISTS (SELECT 1 FROM faceguard_quarantine q WHERE q.subject_ref = s.subject_ref),
+  c.subject_ref, c.id, c.basis, c.guardian_ref, c.granted_at, c.withdrawn_at
+FROM subjects s LEFT JOIN consents c ON c.subject_ref = s.subject_ref
+WHERE s.subject_ref = ?`
+
+// galleryHandle is the agent's read-write pool of connections to the gallery, opened on first use and
+// kept for as long as the path names the same file.
+type galleryHandle struct {
+	db     *sql.DB
+	file   os.FileInfo // what the path was when it was opened; a different file means reopen
+	lookup *sql.Stmt
+}
+
+// withGallery runs fn with the gallery's handle, opening it if it is not open yet or if the terminal
+// software replaced the file since (a rename over gallery.db leaves the old handle on a deleted file).
+// A missing gallery is an error: the agent never creates one.
+func (t *Terminal) withGallery(ctx context.Context, fn func(*galleryHandle) error) error {
+	path := t.path(GalleryPath)
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", GalleryPath, fileError(err))
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file", GalleryPath)
+	}
+	t.galleryMu.RLock()
+	if h := t.gallery; h == nil || !os.SameFile(h.file, st) {
+		t.galleryMu.RUnlock()
+		if err := t.reopenGallery(ctx, path, st); err != nil {
+			return fmt.Errorf("%s: %w", GalleryPath, err)
+		}
+		t.galleryMu.RLock()
+	}
+	defer t.galleryMu.RUnlock()
+	if t.gallery == nil {
+		return fmt.Errorf("%s: closed while opening", GalleryPath)
+	}
+	if err := fn(t.gallery); err != nil {
+		return fmt.Errorf("%s: %w", GalleryPath, err)
+	}
+	return nil
+}
+
+func (t *Terminal) reopenGallery(ctx context.Context, path string, st os.FileInfo) error {
+	t.galleryMu.Lock()
+	defer t.galleryMu.Unlock()
+	if t.gallery != nil && os.SameFile(t.gallery.file, st) {
+		return nil // another caller got there first
+	}
+	if t.gallery != nil {
+		_ = t.gallery.close() // a replaced file: nothing of ours is pending on it
+		t.gallery = nil
+	}
+	h, err := openGalleryRW(ctx, path, st)
+	if err != nil {
+		return err
+	}
+	t.gallery = h
+	return nil
+}
+
+// openGalleryRW opens the gallery read-write. It leaves the journal mode as the terminal software set
+// it (WAL or not), waits for the terminal's locks rather than fail, starts every transaction with the
+// write lock (BEGIN IMMEDIATE) so that what an action selected is still true when it deletes, and has
+// SQLite overwrite deleted content so a purged template does not linger in free pages.
+func openGalleryRW(ctx context.Context, path string, st os.FileInfo) (*galleryHandle, error) {
+	db, err := sql.Open("sqlite3", galleryRWDSN(path))
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	db.SetMaxOpenConns(galleryMaxConns)
+	db.SetMaxIdleConns(galleryMaxConns)
+	if err := prepareGallerySchema(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	lookup, err := db.PrepareContext(ctx, lookupQuery)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("prepare lookup: %w", err)
+	}
+	return &galleryHandle{db: db, file: st, lookup: lookup}, nil
+}
+
+// prepareGallerySchema checks that the file is a gallery and adds the quarantine table if it is not
+// there yet. A database without the contract's tables is left untouched.
+func prepareGallerySchema(ctx context.Context, db *sql.DB) error {
+	if err := requireTables(ctx, db, "subjects", "consents"); err != nil {
+		return err
+	}
+	if ok, err := hasTable(ctx, db, "faceguard_quarantine"); err != nil || ok {
+		return err
+	}
+	if _, err := db.ExecContext(ctx, quarantineTable); err != nil {
+		return fmt.Errorf("create table faceguard_quarantine: %w", err)
+	}
+	return nil
+}
+
+// galleryRWDSN is galleryDSN for writing: mode=rw so that SQLite never creates a missing gallery.
+func galleryRWDSN(path string) string {
+	escaped := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	return fmt.Sprintf("file:%s?mode=rw&_busy_timeout=%d&_txlock=immediate&_secure_delete=on",
+		escaped, galleryBusyTimeout.Milliseconds())
+}
+
+func (h *galleryHandle) close() error {
+	return errors.Join(h.lookup.Close(), h.db.Close())
+}
+
+// Close closes the gallery connections the actions opened. A Terminal used after Close opens them again.
+func (t *Terminal) Close() error {
+	t.galleryMu.Lock()
+	defer t.galleryMu.Unlock()
+	if t.gallery == nil {
+		return nil
+	}
+	err := t.gallery.close()
+	t.gallery = nil
+	if err != nil {
+		return fmt.Errorf("close %s: %w", GalleryPath, err)
+	}
+	return nil
+}

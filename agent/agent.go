@@ -175,7 +175,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
-		a.link.Start(ctx)
+		// The link outlives ctx: after a stop is asked for, it still drains the outbox and publishes the
+		// offline state (shutdownLink), then Close ends it.
+		a.link.Start(context.WithoutCancel(ctx))
 	}
 
 	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))

@@ -184,10 +184,20 @@ type Recorder struct {
 
 // Record connects a subscriber to brokerURL (clean session, its own client id) for filter.
 func Record(t testing.TB, brokerURL, filter string) *Recorder {
+	return record(t, brokerURL, filter, true)
+}
+
+// RecordPersistent is Record with a persistent session: messages published while the recorder is
+// reconnecting (a broker restart) are queued for it by the broker instead of missed.
+func RecordPersistent(t testing.TB, brokerURL, filter string) *Recorder {
+	return record(t, brokerURL, filter, false)
+}
+
+func record(t testing.TB, brokerURL, filter string, clean bool) *Recorder {
 	t.Helper()
 	r := &Recorder{notify: make(chan struct{}, 1)}
 	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID(fmt.Sprintf("recorder-%d", time.Now().UnixNano())).
-		SetCleanSession(true).SetOrderMatters(false).SetAutoReconnect(true).SetConnectRetry(true).
+		SetCleanSession(clean).SetOrderMatters(false).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(time.Second).
 		SetOnConnectHandler(func(c paho.Client) {
 			c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {

@@ -80,10 +80,13 @@ type Agent struct {
 	// state the loop publishes for others (the API, births), replaced whole.
 	current atomic.Pointer[snapshot]
 
-	cmdMu    sync.Mutex
-	fetches  map[string]*bundleFetch // revision → fetch in progress
-	runtime  atomic.Pointer[runtimeConfig]
-	logLevel *slog.LevelVar
+	cmdMu   sync.Mutex
+	fetches map[string]*bundleFetch // revision → fetch in progress
+	runtime atomic.Pointer[runtimeConfig]
+	// birthSaid is the identity the last birth announced (see birthIdentity).
+	birthSaid atomic.Value
+	lastPrune atomic.Pointer[time.Time]
+	logLevel  *slog.LevelVar
 
 	wg sync.WaitGroup
 }

@@ -73,9 +73,10 @@ type harness struct {
 
 type harnessOpts struct {
 	terminal device.Terminal // overrides fsterm (to inject faults)
+	socket   string          // serve the local decision API here
 }
 
-func start(t *testing.T, fixture string, o harnessOpts) *harness {
+func start(t testing.TB, fixture string, o harnessOpts) *harness {
 	t.Helper()
 	h := &harness{root: copyTerminal(t, fixture, time.Hour), subjectKey: []byte("0123456789abcdef0123456789abcdef-test")}
 	b := testbroker.Mochi(t)
@@ -100,7 +101,7 @@ func start(t *testing.T, fixture string, o harnessOpts) *harness {
 	h.agent, err = agent.New(agent.Options{
 		DeviceID: "dev-1", Terminal: term, Engine: eng, Store: h.store, BrokerURL: h.brokerURL,
 		ControllerKey: pub, SubjectKey: h.subjectKey, EvaluateEvery: time.Hour, ReconnectJitter: time.Millisecond,
-		WatchRoot: h.root, Debounce: 20 * time.Millisecond,
+		WatchRoot: h.root, Debounce: 20 * time.Millisecond, APISocket: o.socket,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +117,7 @@ func start(t *testing.T, fixture string, o harnessOpts) *harness {
 	return h
 }
 
-func (h *harness) stop(t *testing.T) {
+func (h *harness) stop(t testing.TB) {
 	if h.cancel == nil {
 		return
 	}

@@ -136,27 +136,39 @@ type matchRequest struct {
 }
 
 func (a *Agent) apiMatch(w http.ResponseWriter, r *http.Request) {
-	req, ok := readAPIRequest(w, r)
-	if !ok {
-		return
-	}
-	var in matchRequest
-	dec := json.NewDecoder(bytes.NewReader(req.Input))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil || in.SubjectRef == "" || len(in.SubjectRef) > 256 {
+	// The hot path: one read, one decode, one write.
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxMatchBody+1))
+	if err != nil || len(body) > maxMatchBody {
 		apiError(w, http.StatusBadRequest, "invalid_parameter", `input must be {"subject_ref": "<the terminal's subject id>"}`)
 		return
 	}
-	res, err := a.Match(r.Context(), in.SubjectRef)
-	if err != nil {
-		// Deny, and say why: the terminal offers another way through.
-		writeJSON(w, http.StatusOK, apiResponse{Result: device.MatchResult{Allow: false, Reasons: []string{"error"},
-			Message: device.Text{ZH: "暂时无法核验，请使用其他方式通行", EN: "cannot be checked right now; please use another way through"}}})
-		a.log.Warn("match could not be decided; denied", "err", err)
+	var req struct {
+		Input matchRequest `json:"input"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Input.SubjectRef == "" || len(req.Input.SubjectRef) > 256 {
+		apiError(w, http.StatusBadRequest, "invalid_parameter", `input must be {"subject_ref": "<the terminal's subject id>"}`)
 		return
 	}
-	writeJSON(w, http.StatusOK, apiResponse{Result: res})
+	res, err := a.Match(r.Context(), req.Input.SubjectRef)
+	if err != nil {
+		// Deny, and say why: the terminal offers another way through.
+		res = device.MatchResult{Allow: false, Reasons: []string{"error"},
+			Message: device.Text{ZH: "暂时无法核验，请使用其他方式通行", EN: "cannot be checked right now; please use another way through"}}
+		a.log.Warn("match could not be decided; denied", "err", err)
+	}
+	out, err := json.Marshal(apiResponse{Result: res})
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, "internal_error", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out)
 }
+
+// maxMatchBody bounds a match request: a subject reference, not a document.
+const maxMatchBody = 4 << 10
 
 // Match decides whether a face match of subjectRef may be used now: from the gallery, the agent's current
 // orders and the policy. The hot path of a terminal.

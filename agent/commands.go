@@ -12,6 +12,7 @@ import (
 
 	"github.com/faceguard/faceguard/agent/link"
 	"github.com/faceguard/faceguard/agent/store"
+	"github.com/faceguard/faceguard/device/fsterm"
 	"github.com/faceguard/faceguard/internal/buildinfo"
 	"github.com/faceguard/faceguard/wire"
 )
@@ -378,11 +379,11 @@ func (a *Agent) enqueueBirth(ctx context.Context) error {
 	if s := a.current.Load(); s != nil {
 		b.Kind, b.Category = s.facts.Device.Kind, s.facts.Location.Category
 	}
-	if si, ok := a.term.(interface {
-		SiteInfo() (site, name, model, firmware string)
-	}); ok {
-		b.Site, b.SiteName, b.Model, b.Firmware = si.SiteInfo()
+	if st, ok := a.term.(interface{ Site() fsterm.SiteInfo }); ok {
+		si := st.Site()
+		b.Site, b.SiteName, b.Model, b.Firmware = si.SiteID, si.SiteName, si.Model, si.Firmware
 	}
+	a.birthSaid.Store(birthIdentity(b))
 	state := wire.State{Envelope: a.envelope(wire.TypeState), State: wire.StateOnline}
 	sb, err := marshal(state)
 	if err != nil {
@@ -402,6 +403,32 @@ func (a *Agent) enqueueBirth(ctx context.Context) error {
 	})
 	a.kick()
 	return err
+}
+
+// birthIdentity is what a birth says about where and what the device is; when it changes (the first
+// evaluation learns the site, an installer edits site.yaml), the device announces itself again.
+func birthIdentity(b wire.Birth) string {
+	return b.Site + "\x00" + b.SiteName + "\x00" + b.Kind + "\x00" + b.Category + "\x00" + b.Model + "\x00" + b.Firmware
+}
+
+// reannounceIfChanged queues a new birth when the device's identity changed since the last one.
+func (a *Agent) reannounceIfChanged(ctx context.Context) {
+	if a.link == nil {
+		return
+	}
+	b := wire.Birth{}
+	if s := a.current.Load(); s != nil {
+		b.Kind, b.Category = s.facts.Device.Kind, s.facts.Location.Category
+	}
+	if st, ok := a.term.(interface{ Site() fsterm.SiteInfo }); ok {
+		si := st.Site()
+		b.Site, b.SiteName, b.Model, b.Firmware = si.SiteID, si.SiteName, si.Model, si.Firmware
+	}
+	if said, _ := a.birthSaid.Load().(string); said != birthIdentity(b) {
+		if err := a.enqueueBirth(ctx); err != nil {
+			a.log.Error("re-announce", "err", err)
+		}
+	}
 }
 
 func (a *Agent) kick() {

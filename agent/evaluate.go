@@ -83,6 +83,8 @@ func (a *Agent) runEvaluation(ctx context.Context, reason string) (out evalOutco
 		out, _ = a.evaluateOnce(ctx, reason+"+after-enforcement")
 	}
 	a.scheduleRawExpiry(ctx)
+	a.reannounceIfChanged(ctx)
+	a.pruneJournal(ctx)
 	return out
 }
 
@@ -543,6 +545,21 @@ func (a *Agent) schedulePeriodic() {
 	t := a.clock.AfterFunc(a.runtime.Load().evaluateEvery, func() { a.request("timer", nil) })
 	if old := a.periodic.Swap(&timerBox{t}); old != nil {
 		old.t.Stop()
+	}
+}
+
+// pruneJournal forgets commands a day after they expired (a replay of one is refused as expired anyway),
+// at most once an hour.
+func (a *Agent) pruneJournal(ctx context.Context) {
+	now := a.clock.Now()
+	if last := a.lastPrune.Load(); last != nil && now.Sub(*last) < time.Hour && !now.Before(*last) {
+		return
+	}
+	a.lastPrune.Store(&now)
+	if n, err := a.st.PruneCommands(ctx, now.Add(-24*time.Hour)); err != nil {
+		a.log.Warn("prune command journal", "err", err)
+	} else if n > 0 {
+		a.log.Debug("pruned command journal", "entries", n)
 	}
 }
 

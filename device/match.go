@@ -42,3 +42,9 @@ const (
 	BasisLaw      = "law"
 	BasisNone     = "none"
 )
+
+// Clone returns a copy that shares nothing with r, so a cached answer cannot be changed by a caller.
+func (r MatchResult) Clone() MatchResult {
+	r.Reasons = append(make([]string, 0, len(r.Reasons)), r.Reasons...)
+	return r
+}

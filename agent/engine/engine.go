@@ -87,9 +87,12 @@ type generation struct {
 	info     Info
 	decision rego.PreparedEvalQuery
 	match    rego.PreparedEvalQuery
-	catalog  map[string]Control
-	config   map[string]any
-	vocab    map[string]any
+	// matchTable holds the policy's match answer for every enumerated input (see matchtable.go); nil
+	// when the pack is not pure and every match is evaluated live.
+	matchTable []device.MatchResult
+	catalog    map[string]Control
+	config     map[string]any
+	vocab      map[string]any
 }
 
 // Info describes the active policy.
@@ -191,6 +194,9 @@ func compile(ctx context.Context, b *bundle.Bundle, info Info) (*generation, err
 	if err := g.canary(ctx); err != nil {
 		return nil, err
 	}
+	if g.matchTable, err = g.buildMatchTable(ctx); err != nil {
+		return nil, fmt.Errorf("%w: match: %w", ErrBundleIncomplete, err)
+	}
 	return g, nil
 }
 
@@ -220,6 +226,9 @@ func evalOne(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value) (v
 			err = fmt.Errorf("%w: %v", ErrEvalPanic, r)
 		}
 	}()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	cancel := topdown.NewCancel()
 	stop := context.AfterFunc(ctx, cancel.Cancel)
 	defer stop()

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -479,5 +480,67 @@ func TestVerificationAlgorithm(t *testing.T) {
 	}
 	if _, err := VerificationAlgorithm(ecKey(t).priv); err == nil {
 		t.Fatal("accepted a private key as the verification key")
+	}
+}
+
+// TestMatchTableIsThePolicy: every answer from the table equals a live evaluation of the policy.
+func TestMatchTableIsThePolicy(t *testing.T) {
+	e := newEngine(t, Options{})
+	g := e.active.Load()
+	if g.matchTable == nil {
+		t.Fatal("the built-in pack is pure but got no match table")
+	}
+	ctx := context.Background()
+	for i := range matchTableSize {
+		in := matchInputAt(i)
+		live, err := g.evalMatch(ctx, &in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.Match(ctx, &in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Allow != live.Allow || !slices.Equal(got.Reasons, live.Reasons) || got.Message != live.Message {
+			t.Fatalf("input %+v: table %+v, live %+v", in, got, live)
+		}
+	}
+	// Outside the enumerated space the policy is asked live (and denies).
+	odd := device.MatchInput{Subject: device.MatchSubject{Found: true, Consent: "verbal", AgeBand: device.AgeAdult},
+		Terminal: device.MatchTerminal{FaceRecognitionAllowed: true}}
+	if r, err := e.Match(ctx, &odd); err != nil || r.Allow {
+		t.Fatalf("unknown consent basis: %+v, %v", r, err)
+	}
+}
+
+func matchInputAt(i int) device.MatchInput {
+	var in device.MatchInput
+	in.Terminal.FaceRecognitionAllowed = i%2 == 1
+	i /= 2
+	in.Subject.Quarantined = i%2 == 1
+	i /= 2
+	in.Subject.GuardianConsent = i%2 == 1
+	i /= 2
+	in.Subject.AgeBand = matchAgeBands[i%4]
+	i /= 4
+	in.Subject.Withdrawn = i%2 == 1
+	i /= 2
+	in.Subject.Consent = matchConsents[i%4]
+	i /= 4
+	in.Subject.Found = i%2 == 1
+	return in
+}
+
+func TestImpurePackGetsNoMatchTable(t *testing.T) {
+	mods := map[string]*ast.Module{"x.rego": ast.MustParseModule("package x\n\nnow := time.now_ns()\n")}
+	if pure(mods) {
+		t.Fatal("a module calling time.now_ns counted as pure")
+	}
+	nested := map[string]*ast.Module{"y.rego": ast.MustParseModule("package y\n\nf := sprintf(\"%d\", [rand.intn(\"x\", 10)])\n")}
+	if pure(nested) {
+		t.Fatal("a nested nondeterministic call counted as pure")
+	}
+	if !pure(map[string]*ast.Module{"z.rego": ast.MustParseModule("package z\n\ng := time.parse_rfc3339_ns(\"2026-01-01T00:00:00Z\")\n")}) {
+		t.Fatal("a deterministic module counted as impure")
 	}
 }

@@ -16,6 +16,16 @@ func (e *Engine) Match(ctx context.Context, in *device.MatchInput) (device.Match
 }
 
 func (g *generation) matchOne(ctx context.Context, in *device.MatchInput) (device.MatchResult, error) {
+	if g.matchTable != nil {
+		if i, ok := matchIndex(in); ok {
+			return g.matchTable[i].Clone(), nil
+		}
+	}
+	return g.evalMatch(ctx, in)
+}
+
+// evalMatch evaluates data.faceguard.match live.
+func (g *generation) evalMatch(ctx context.Context, in *device.MatchInput) (device.MatchResult, error) {
 	v, err := evalOne(ctx, g.match, matchToAST(in))
 	if err != nil {
 		return device.MatchResult{}, fmt.Errorf("evaluate match: %w", err)

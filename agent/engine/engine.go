@@ -24,6 +24,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/version"
 
@@ -154,20 +156,36 @@ func loadFSBundle(fsys fs.FS) (*bundle.Bundle, error) {
 	return b, nil
 }
 
-// compile prepares every query of a generation and checks that it answers a canary decision.
+// compile activates a bundle into a fresh store and compiler once, prepares every query of the generation
+// on them, and checks that it answers the canary decisions.
 func compile(ctx context.Context, b *bundle.Bundle, info Info) (*generation, error) {
+	store := inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
+	compiler := ast.NewCompiler().
+		WithDefaultRegoVersion(ast.RegoV1).
+		WithUnsafeBuiltins(unsafeBuiltins)
+	txn, err := store.NewTransaction(ctx, storage.WriteParams)
+	if err != nil {
+		return nil, err
+	}
+	if err := bundle.Activate(&bundle.ActivateOpts{Ctx: ctx, Store: store, Txn: txn, Compiler: compiler,
+		Metrics: metrics.NoOp(), Bundles: map[string]*bundle.Bundle{"faceguard": b}}); err != nil {
+		store.Abort(ctx, txn)
+		return nil, fmt.Errorf("%w: %w", ErrBundleCompile, err)
+	}
+	if err := store.Commit(ctx, txn); err != nil {
+		return nil, err
+	}
 	prepare := func(query string) (rego.PreparedEvalQuery, error) {
 		return rego.New(
 			rego.Query(query),
-			rego.ParsedBundle("faceguard", b),
+			rego.Compiler(compiler),
+			rego.Store(store),
 			rego.SetRegoVersion(ast.RegoV1),
 			rego.UnsafeBuiltins(unsafeBuiltins),
 			rego.StrictBuiltinErrors(true),
-			rego.StoreReadAST(true),
 		).PrepareForEval(ctx)
 	}
 	g := &generation{info: info}
-	var err error
 	if g.decision, err = prepare(decisionQuery); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBundleCompile, err)
 	}

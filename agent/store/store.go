@@ -98,6 +98,9 @@ func Open(path string, opts Options) (*Store, error) {
 		// SQLITE_BUSY when another process (a second agent by mistake) writes too.
 		"_txlock":          {"immediate"},
 		"_stmt_cache_size": {"32"},
+		// A small page cache: the agent writes a few rows a minute and the OS keeps the file cached;
+		// SQLite's default 2 MB per connection would be a twentieth of the agent's memory budget.
+		"_cache_size": {"-512"},
 	}
 	db, err := sql.Open("sqlite3", fileURI(path, params))
 	if err != nil {

@@ -59,7 +59,7 @@ const e2ePatience = 60 * time.Second
 
 // node is one terminal with its agent process.
 type node struct {
-	t        *testing.T
+	t        testing.TB
 	dev      string
 	root     string
 	state    string
@@ -70,7 +70,7 @@ type node struct {
 	exited   chan struct{}
 }
 
-func newNode(t *testing.T, fixture, brokerURL, dev string) *node {
+func newNode(t testing.TB, fixture, brokerURL, dev string) *node {
 	t.Helper()
 	n := &node{t: t, dev: dev, root: copyFixture(t, fixture), state: t.TempDir()}
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
@@ -106,7 +106,7 @@ log:
 	return n
 }
 
-func copyFixture(t *testing.T, name string) string {
+func copyFixture(t testing.TB, name string) string {
 	t.Helper()
 	src := filepath.Join("..", "..", "testdata", "terminals", name)
 	dst := t.TempDir()

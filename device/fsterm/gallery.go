@@ -76,7 +76,7 @@ func countGallery(ctx context.Context, path string, now time.Time, retentionDays
 // % mean something.
 func galleryDSN(path string) string {
 	escaped := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	return fmt.Sprintf("file:%s?mode=ro&_busy_timeout=%d", escaped, galleryBusyTimeout.Milliseconds())
+	return fmt.Sprintf("file:%s?mode=ro&_busy_timeout=%d&_cache_size=-512", escaped, galleryBusyTimeout.Milliseconds())
 }
 
 func requireTables(ctx context.Context, q queryer, names ...string) error {

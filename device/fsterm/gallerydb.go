@@ -127,7 +127,7 @@ func prepareGallerySchema(ctx context.Context, db *sql.DB) error {
 // galleryRWDSN is galleryDSN for writing: mode=rw so that SQLite never creates a missing gallery.
 func galleryRWDSN(path string) string {
 	escaped := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	return fmt.Sprintf("file:%s?mode=rw&_busy_timeout=%d&_txlock=immediate&_secure_delete=on",
+	return fmt.Sprintf("file:%s?mode=rw&_busy_timeout=%d&_txlock=immediate&_secure_delete=on&_cache_size=-512",
 		escaped, galleryBusyTimeout.Milliseconds())
 }
 

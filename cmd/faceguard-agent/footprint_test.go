@@ -1,0 +1,102 @@
+package main
+
+import (
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/faceguard/faceguard/internal/testbroker"
+)
+
+// BenchmarkAgentFootprint reports the stripped size of the device binary (linux/amd64) and the resident
+// memory of the running agent at steady state, on a terminal whose gallery holds 10,000 subjects,
+// evaluating every second and connected to a broker (DESIGN §11: ≤ 35 MB stripped, RSS ≤ 40 MB).
+// Run with -benchtime=1x: it samples the process for 30 s.
+func BenchmarkAgentFootprint(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "faceguard-agent")
+	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	st, err := os.Stat(bin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	url := testbroker.Mochi(b).URL()
+	for b.Loop() {
+		n := newNode(b, "residential-gate", url, "footprint")
+		fillGallery(b, filepath.Join(n.root, "var/lib/terminal/gallery.db"), 10000)
+		cfg, _ := os.ReadFile(n.config)
+		_ = os.WriteFile(n.config, []byte(strings.Replace(string(cfg), "evaluate: 1h", "evaluate: 1s", 1)), 0o600)
+		cmd := exec.Command(bin, "run", "--config", n.config)
+		cmd.Env = append(os.Environ(), strings.Fields(os.Getenv("FOOTPRINT_ENV"))...)
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		var peak, last int
+		for range 30 {
+			time.Sleep(time.Second)
+			last = rssKB(b, cmd.Process.Pid)
+			peak = max(peak, last)
+		}
+		smaps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", cmd.Process.Pid))
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if os.Getenv("FOOTPRINT_SMAPS") != "" {
+			b.Logf("%s", smaps)
+		}
+		b.ReportMetric(float64(last)/1024, "rss-steady-MB")
+		b.ReportMetric(float64(peak)/1024, "rss-peak-MB")
+	}
+	b.ReportMetric(float64(st.Size())/(1<<20), "stripped-MB")
+}
+
+func rssKB(b *testing.B, pid int) int {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.Atoi(strings.Fields(line)[1])
+			return kb
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
+
+// fillGallery enrols n consented adults (placeholder templates of 512 bytes).
+func fillGallery(b *testing.B, path string, n int) {
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	tx, err := db.Begin()
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmpl := make([]byte, 512)
+	now := time.Now().UTC().Format(time.RFC3339)
+	for i := range n {
+		ref := fmt.Sprintf("bulk-%06d", i)
+		if _, err := tx.Exec(`INSERT INTO subjects (subject_ref, template, age_band, stored_at, enrolled_at) VALUES (?, ?, 'adult', 'device', ?)`,
+			ref, tmpl, now); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := tx.Exec(`INSERT INTO consents (subject_ref, basis, granted_at) VALUES (?, 'separate', ?)`, ref, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -133,7 +133,7 @@ controls := {
 # _gates lists, per control, the conditions under which it can apply at all. A gate whose facts are
 # unknown counts as open, so a control that might apply reports "cannot be verified" instead of passing.
 _gates := {
-	"FRM-13-PRIVATE-SPACE": ["fr"],
+	"FRM-13-PRIVATE-SPACE": ["fr", "private"],
 	"FRM-13-SIGNAGE": ["fr", "public"],
 	"FRM-13-NECESSITY": ["fr", "public"],
 	"FRM-13-CAPTURE-ZONE": ["fr", "public"],
@@ -142,39 +142,21 @@ _gates := {
 	"FRM-05-NOTICE": ["fr"],
 	"FRM-09-PIA": ["fr"],
 	"FRM-04-MINIMISATION": ["fr"],
-	"FRM-02-SCOPE": ["rnd_lab"],
+	"FRM-02-SCOPE": ["rnd_lab"], # an unknown device claims no exclusion, so every control applies anyway
 }
 
-# The canonical order of actions in a decision (DESIGN §6, contract).
-_action_order := [
-	"disable_face_recognition",
-	"enable_alternatives",
-	"block_face_data_egress",
-	"delete_raw_images",
-	"purge_withdrawn_subjects",
-	"purge_expired_subjects",
-	"quarantine_unconsented_subjects",
-	"quarantine_minors_without_guardian",
-	"block_enrolment",
-]
+# The canonical order of actions in a decision (DESIGN §6, contract): action -> position.
+_action_rank := {
+	"disable_face_recognition": 0,
+	"enable_alternatives": 1,
+	"block_face_data_egress": 2,
+	"delete_raw_images": 3,
+	"purge_withdrawn_subjects": 4,
+	"purge_expired_subjects": 5,
+	"quarantine_unconsented_subjects": 6,
+	"quarantine_minors_without_guardian": 7,
+	"block_enrolment": 8,
+}
 
 # The order of severities in a decision (contract); labels for display are in data.faceguard.vocab.severities.
-_severity_order := ["critical", "high", "medium", "low"]
-
 _severity_rank := {"critical": 0, "high": 1, "medium": 2, "low": 3}
-
-# The fact groups of facts v1 and the JSON type each must have; a group of another type is unknown.
-_group_types := {
-	"device": "object",
-	"fr": "object",
-	"location": "object",
-	"signage": "object",
-	"notice": "object",
-	"alternatives": "object",
-	"prompts": "array",
-	"subjects": "object",
-	"raw_images": "object",
-	"egress": "array",
-	"security": "object",
-	"pia": "object",
-}

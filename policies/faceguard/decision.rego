@@ -22,6 +22,19 @@ _clean := {
 	"counts": {"critical": 0, "high": 0, "medium": 0, "low": 0},
 }
 
+# The reasons from known facts: a reason that read a fact of an unknown group is dropped.
+_reason := _raw_reason if count(_unknown) == 0
+
+else := {r |
+	some r in _raw_reason
+	not _reads_unknown(r.facts)
+}
+
+_reads_unknown(facts) if {
+	some f in facts
+	_unknown[split(f, ".")[0]]
+}
+
 # Controls that fire from known facts.
 _failing_normal := {r.control | some r in _reason}
 
@@ -50,17 +63,46 @@ _unknown_reason contains {"control": id, "zh": zh, "en": en, "facts": groups} if
 # Under the research exclusion nothing applies; otherwise every reason counts.
 _reasons := set() if _excluded
 
+else := _reason if count(_unknown) == 0
+
 else := _reason | _unknown_reason
 
 _failing := {r.control | some r in _reasons}
 
-_violations := [_violation(id) |
-	some key in sort([[_severity_rank[controls[cid].severity], cid] | some cid in _failing])
+# Violations ordered by severity, then control id. The common case, one reason per failing control,
+# maps reasons to violations in one pass; otherwise the reasons of each control are gathered (the inner
+# comprehension refers to _reasons directly and filters on the outer id, so OPA can index it).
+_violations := [{
+	"control": r.control,
+	"severity": key[2].severity,
+	"articles": key[2].articles,
+	"message": {"zh": r.zh, "en": r.en},
+	"facts": r.facts,
+} |
+	some key in sort([[ranks[c.severity], r.control, c, r] | some r in rs; c := cs[r.control]])
+	r := key[3]
+] if {
+	rs := _reasons
+	count(rs) == count(_failing)
+	cs := controls
+	ranks := _severity_rank
+} else := [_violation(id, controls[id], rs) |
+	some key in sort([[_severity_rank[controls[i].severity], i] | some i in _failing])
 	id := key[1]
+	rs := [r | some r in _reasons; r.control == id]
 ]
 
-# One violation per control: messages joined in one order for both languages, facts unioned and sorted.
-_violation(id) := {
+# One violation per control. A single reason is used as it is (its facts are written sorted); several
+# are joined in one order for both languages, with their facts unioned and sorted.
+_violation(id, c, rs) := {
+	"control": id,
+	"severity": c.severity,
+	"articles": c.articles,
+	"message": {"zh": rs[0].zh, "en": rs[0].en},
+	"facts": rs[0].facts,
+} if count(rs) == 1
+
+_violation(id, c, rs) := {
 	"control": id,
 	"severity": c.severity,
 	"articles": c.articles,
@@ -69,38 +111,32 @@ _violation(id) := {
 		"en": concat("; ", [r.en | some r in rs]),
 	},
 	"facts": sort({f | some r in rs; some f in r.facts}),
-} if {
-	c := controls[id]
-	rs := [r | some r in _reasons; r.control == id]
-}
+} if count(rs) > 1
 
 # Actions come only from reasons on known facts (a control that cannot be verified takes none).
-_action_set contains a if {
+_base_actions contains a if {
 	not _excluded
-	some id in _failing_normal
-	a := controls[id].action
+	cs := controls
+	some r in _reason
+	a := cs[r.control].action
 	is_string(a)
 }
 
 # The duty to purge a withdrawn subject starts at once, before the deadline makes it a violation.
-_action_set contains "purge_withdrawn_subjects" if {
+_base_actions contains "purge_withdrawn_subjects" if {
 	not _excluded
 	not _unknown.subjects
 	input.subjects.withdrawn_pending > 0
 }
 
 # Never lock a person out: whenever face recognition goes off, the other ways through go on.
-_action_set contains "enable_alternatives" if _action_set_base_disable
+_action_set := _base_actions | {"enable_alternatives" | "disable_face_recognition" in _base_actions}
 
-_action_set_base_disable if {
-	not _excluded
-	some id in _failing_normal
-	controls[id].action == "disable_face_recognition"
-}
+_actions := [key[1] | some key in sort([[ranks[a], a] | some a in _action_set])] if ranks := _action_rank
 
-_actions := [a | some a in _action_order; a in _action_set]
-
-_counts := {s: count([v | some v in _violations; v.severity == s]) | some s in _severity_order}
+_counts := object.union(_clean.counts, {s: count([1 | some v in vs; v.severity == s]) |
+	some s in {v.severity | some v in vs}
+}) if vs := _violations
 
 _status := "compliant" if count(_violations) == 0
 

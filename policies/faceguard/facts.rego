@@ -1,51 +1,32 @@
 # Shared facts: computed once per evaluation and read by every control.
 #
 # Unknown facts are never read as compliant. A fact group is unknown when the agent lists it in
-# input.unknown, when it is missing or of the wrong JSON type, or (for location) when its category is not
-# in the vocabulary. The values of an unknown group are placeholders: no rule below reads them.
+# input.unknown, or (for location) when its category is not in the vocabulary. The values of an unknown
+# group are placeholders: the shared values below check the set before reading a group, and decision.rego
+# drops every reason that read an unknown group. Groups are otherwise taken to be present and typed as
+# facts.schema.json says: the agent validates every document against it (device.ParseFacts) or builds it
+# from typed Go values, and the pack does not pay to check that again on every evaluation.
 package faceguard
 
 # _group_issues: why a group is unknown, as {fact, source, reason}.
 _group_issues contains {"fact": u.fact, "source": object.get(u, "source", ""), "reason": object.get(u, "reason", "")} if {
 	some u in input.unknown
-}
-
-_group_issues contains {"fact": g, "source": "input", "reason": "missing or malformed"} if {
-	some g, t in _group_types
-	not type_name(input[g]) == t
+	is_object(u)
 }
 
 _group_issues contains {"fact": "location", "source": "location.category", "reason": reason} if {
-	is_object(input.location)
-	not data.faceguard.vocab.categories[input.location.category]
-	reason := sprintf("unknown category %v", [object.get(input.location, "category", null)])
+	not _category_known
+	reason := sprintf("unknown category %v", [object.get(object.get(input, "location", {}), "category", null)])
 }
+
+# A rule, not "not categories[input.location.category]": a negated lookup on a missing field would not fire.
+_category_known if data.faceguard.vocab.categories[input.location.category]
 
 # _unknown is the set of unknown fact groups. The first branch is the fast path of a complete document.
 _unknown := set() if {
-	_none_declared
-	data.faceguard.vocab.categories[input.location.category]
-	_shape_ok
+	not input.unknown
+	_category_known
 } else := {i.fact | some i in _group_issues}
-
-_none_declared if not input.unknown
-
-_none_declared if input.unknown == []
-
-_shape_ok if {
-	is_object(input.device)
-	is_object(input.fr)
-	is_object(input.location)
-	is_object(input.signage)
-	is_object(input.notice)
-	is_object(input.alternatives)
-	is_array(input.prompts)
-	is_object(input.subjects)
-	is_object(input.raw_images)
-	is_array(input.egress)
-	is_object(input.security)
-	is_object(input.pia)
-}
 
 # Face recognition is on, from known facts.
 _fr_on if {
@@ -85,7 +66,14 @@ _excluded if {
 }
 
 # "now" is when the facts were gathered, never the evaluation clock.
-_now_ns := time.parse_rfc3339_ns(input.collected_at)
+_now_ns := time.parse_rfc3339_ns(input.collected_at) if _rfc3339(input.collected_at)
+
+# _rfc3339 holds for a string that time.parse_rfc3339_ns can read, checked first so that a bad value
+# never raises an error (the agent evaluates with strict builtin errors).
+_rfc3339(s) if {
+	is_string(s)
+	regex.match(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$`, s)
+}
 
 # A gate is open when its condition holds or its facts are unknown.
 _gate_open("fr") if _unknown.fr
@@ -96,7 +84,9 @@ _gate_open("public") if _unknown.location
 
 _gate_open("public") if _public
 
-_gate_open("rnd_lab") if _unknown.device
+_gate_open("private") if _unknown.location
+
+_gate_open("private") if _private
 
 _gate_open("rnd_lab") if {
 	not _unknown.device

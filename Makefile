@@ -10,7 +10,10 @@ LDFLAGS    := -s -w -X github.com/faceguard/faceguard/internal/buildinfo.Version
 OPA        := $(GO) tool opa
 TERMINALS  := $(sort $(wildcard testdata/terminals/*))
 
-.PHONY: all build test test-go test-policy lint bench demo clean
+# Debian packages the tests need: Mosquitto is the interop broker (tests start their own on a free port).
+DEB_PACKAGES := mosquitto mosquitto-clients
+
+.PHONY: all build deps test test-go test-policy lint bench demo clean
 
 all: build
 
@@ -20,11 +23,24 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/faceguard-agent ./cmd/faceguard-agent
 	@if [ -d cmd/faceguard ]; then $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/faceguard ./cmd/faceguard; fi
 
+## deps: install the Debian packages the tests use, only those missing (apt-get; sudo when not root)
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; \
+	  case "$$missing" in *mosquitto\ *|*mosquitto) \
+	    $$sudo systemctl disable --now mosquitto >/dev/null 2>&1 || $$sudo service mosquitto stop >/dev/null 2>&1 || true;; \
+	  esac; \
+	fi
+
 ## test: every test — Go (with the fuzz seed corpora), and the policy pack (fmt, strict check, tests, coverage)
-test: lint test-go
+test: deps lint test-go
 
 test-go:
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 20m ./...
 
 test-policy:
 	$(OPA) fmt --fail -l policies
@@ -44,14 +60,15 @@ lint: test-policy
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./agent/engine/ | tee bench.out
 
-## demo: until the fleet demo exists, check every example terminal and print its report
+## demo: until the fleet demo exists, check every example terminal and print its report in both languages
 demo: build
 	@for t in $(TERMINALS); do \
-	  echo "════ $$t"; \
-	  rc=0; bin/faceguard-agent check --root $$t --lang zh || rc=$$?; \
-	  bin/faceguard-agent check --root $$t --lang en > /dev/null || true; \
-	  if [ $$rc -gt 1 ]; then exit $$rc; fi; \
-	  echo; \
+	  for lang in zh en; do \
+	    echo "════ $$t ($$lang)"; \
+	    rc=0; bin/faceguard-agent check --root $$t --lang $$lang || rc=$$?; \
+	    if [ $$rc -gt 1 ]; then exit $$rc; fi; \
+	    echo; \
+	  done; \
 	done
 
 clean:

@@ -92,3 +92,29 @@ func BenchmarkActivateBundle(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatchLive evaluates the match policy itself, as a pack with no match table would (a pack that
+// calls a nondeterministic builtin), and as each entry of the table is computed.
+func BenchmarkMatchLive(b *testing.B) {
+	e := newEngine(b, Options{})
+	g := e.active.Load()
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		in   device.MatchInput
+	}{
+		{"allowed", device.MatchInput{Subject: device.MatchSubject{Found: true, Consent: device.BasisSeparate, AgeBand: device.AgeAdult},
+			Terminal: device.MatchTerminal{FaceRecognitionAllowed: true}}},
+		{"denied", device.MatchInput{Subject: device.MatchSubject{Found: true, Consent: device.BasisSeparate, Withdrawn: true, AgeBand: device.AgeAdult},
+			Terminal: device.MatchTerminal{FaceRecognitionAllowed: true}}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := g.evalMatch(ctx, &c.in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

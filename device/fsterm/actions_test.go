@@ -855,8 +855,8 @@ func galleryCalls(term *Terminal, ref string) map[string]error {
 	return errs
 }
 
-// TestGallerySchemaChanges: the agent adds faceguard_quarantine and nothing else, and a database that
-// is not a gallery is left as it was.
+// TestGallerySchemaChanges: the agent adds faceguard_quarantine and the consents index and nothing else,
+// and a database that is not a gallery is left as it was.
 func TestGallerySchemaChanges(t *testing.T) {
 	schema := func(t *testing.T, root string) string {
 		return joined(queryStrings(t, root, `SELECT type || ' ' || name FROM sqlite_master ORDER BY name`))
@@ -868,7 +868,7 @@ func TestGallerySchemaChanges(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	want := "table consents | table faceguard_quarantine | index sqlite_autoindex_faceguard_quarantine_1 | index sqlite_autoindex_subjects_1 | table subjects"
+	want := "table consents | index faceguard_consents_subject | table faceguard_quarantine | index sqlite_autoindex_faceguard_quarantine_1 | index sqlite_autoindex_subjects_1 | table subjects"
 	if got := schema(t, root); got != want {
 		t.Errorf("schema:\n%s\nwant:\n%s", got, want)
 	}

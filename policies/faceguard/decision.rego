@@ -49,14 +49,16 @@ _unknown_reason contains {"control": id, "zh": zh, "en": en, "facts": groups} if
 	every gate in object.get(_gates, id, []) {
 		_gate_open(gate)
 	}
-	issues := [i | some g in groups; some i in _group_issues; i.fact == g]
+
+	# Several groups from one broken file give one cause, said once.
+	causes := sort({[i.source, i.reason] | some g in groups; some i in _group_issues; i.fact == g})
 	zh := concat("", [
 		"无法核实：未能采集事实 ", concat("、", groups),
-		"（", concat("；", [sprintf("%v：%v", [i.source, i.reason]) | some i in issues]), "）",
+		"（", concat("；", [sprintf("%v：%v", c) | some c in causes]), "）",
 	])
 	en := concat("", [
 		"cannot be verified: facts ", concat(", ", groups),
-		" could not be gathered (", concat("; ", [sprintf("%v: %v", [i.source, i.reason]) | some i in issues]), ")",
+		" could not be gathered (", concat("; ", [sprintf("%v: %v", c) | some c in causes]), ")",
 	])
 }
 

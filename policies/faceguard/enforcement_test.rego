@@ -308,8 +308,16 @@ test_unknown_egress_and_subjects_named_together if {
 	]})
 	v := viol(d, "FRM-08-LOCAL-STORAGE")
 	v.facts == ["egress", "subjects"]
-	v.message.en == "cannot be verified: facts egress, subjects could not be gathered (proc/net/tcp: permission denied; gallery.db: locked)"
-	v.message.zh == "无法核实：未能采集事实 egress、subjects（proc/net/tcp：permission denied；gallery.db：locked）"
+	v.message.en == "cannot be verified: facts egress, subjects could not be gathered (gallery.db: locked; proc/net/tcp: permission denied)"
+	v.message.zh == "无法核实：未能采集事实 egress、subjects（gallery.db：locked；proc/net/tcp：permission denied）"
+}
+
+test_unknown_groups_from_one_file_give_the_cause_once if {
+	d := decide_public({"unknown": [
+		unknown_entry("location", "etc/faceguard/site.yaml", "yaml: line 8"),
+		unknown_entry("signage", "etc/faceguard/site.yaml", "yaml: line 8"),
+	]})
+	viol(d, "FRM-13-SIGNAGE").message.en == "cannot be verified: facts location, signage could not be gathered (etc/faceguard/site.yaml: yaml: line 8)"
 }
 
 test_unknown_device_cannot_claim_research_exclusion if {

@@ -418,6 +418,21 @@ func TestCommands(t *testing.T) {
 			t.Fatalf("reason %q", rj.Reason)
 		}
 	})
+	t.Run("broadcast_then_resent_to_this_device", func(t *testing.T) {
+		// A fleet-wide forget goes out once on the broadcast topic; a device that was away gets a copy
+		// signed for it later, with the same id. Answered from the journal, not run twice.
+		args := wire.ForgetArgs{SubjectHash: wire.SubjectHash(h.subjectKey, "s-0002")}
+		bc := cmd("bcast-1", wire.CmdForgetSubject, args)
+		bc.Dev = wire.Broadcast
+		b, _ := wire.SignCommand(bc, h.ctrlPriv, "ctl-test")
+		h.publish(t, wire.BroadcastTopic(wire.CmdForgetSubject), b)
+		first := result(t, h.rec.WaitFor(t, patience, "succeeded", isResult("bcast-1", wire.ResultSucceeded, false)))
+		h.sendCommand(t, cmd("bcast-1", wire.CmdForgetSubject, args), h.ctrlPriv)
+		again := result(t, h.rec.WaitFor(t, patience, "a duplicate answer", isResult("bcast-1", wire.ResultSucceeded, true)))
+		if string(again.Result) != string(first.Result) || !strings.Contains(string(first.Result), `"deleted":1`) {
+			t.Fatalf("first %s, again %s", first.Result, again.Result)
+		}
+	})
 	t.Run("forget_unknown_subject", func(t *testing.T) {
 		h.sendCommand(t, cmd("forget-2", wire.CmdForgetSubject, wire.ForgetArgs{SubjectHash: strings.Repeat("b", 64)}), h.ctrlPriv)
 		r := result(t, h.rec.WaitFor(t, patience, "succeeded", isResult("forget-2", wire.ResultSucceeded, false)))

@@ -48,6 +48,7 @@ func (a *Agent) handleCommand(ctx context.Context, in link.Inbound) {
 		a.reject(ctx, in, cmd, err)
 		return
 	}
+	digest := wire.CommandDigest(cmd)
 	var (
 		prev  store.JournalEntry
 		known bool
@@ -61,7 +62,7 @@ func (a *Agent) handleCommand(ctx context.Context, in link.Inbound) {
 			"expires_at": cmd.ExpiresAt, "payload_sha256": payloadHash, "status": wire.ResultAccepted}); err != nil {
 			return err
 		}
-		if err := tx.PutCommand(store.JournalEntry{ID: cmd.ID, Type: cmd.Type, PayloadSHA256: payloadHash, ReceivedAt: now,
+		if err := tx.PutCommand(store.JournalEntry{ID: cmd.ID, Type: cmd.Type, PayloadSHA256: digest, ReceivedAt: now,
 			ExpiresAt: cmd.ExpiresAt, Status: wire.ResultAccepted}); err != nil {
 			return err
 		}
@@ -75,7 +76,7 @@ func (a *Agent) handleCommand(ctx context.Context, in link.Inbound) {
 	in.Ack()
 	a.kick()
 	if known {
-		a.answerDuplicate(ctx, cmd, payloadHash, prev)
+		a.answerDuplicate(ctx, cmd, digest, prev)
 		return
 	}
 	a.log.Info("command accepted", "id", cmd.ID, "type", cmd.Type)
@@ -87,13 +88,14 @@ func (a *Agent) handleCommand(ctx context.Context, in link.Inbound) {
 	}()
 }
 
-// answerDuplicate re-sends the journaled answer of a command already seen. The same id with other bytes
-// is not a redelivery but a forgery or a replay with altered content: it is rejected.
-func (a *Agent) answerDuplicate(ctx context.Context, cmd wire.Command, payloadHash string, prev store.JournalEntry) {
+// answerDuplicate re-sends the journaled answer of a command already seen (a redelivery, a retry, or a
+// broadcast re-sent to this device). The same id with other arguments is not a redelivery but a replay
+// with altered content: it is rejected.
+func (a *Agent) answerDuplicate(ctx context.Context, cmd wire.Command, digest string, prev store.JournalEntry) {
 	err := a.st.Tx(ctx, func(tx *store.Tx) error {
-		if prev.PayloadSHA256 != payloadHash {
+		if prev.PayloadSHA256 != digest {
 			if _, err := tx.Append("command", map[string]any{"id": cmd.ID, "type": cmd.Type, "status": wire.ResultRejected,
-				"reason": "replayed id with different content", "payload_sha256": payloadHash}); err != nil {
+				"reason": "replayed id with different content", "digest": digest}); err != nil {
 				return err
 			}
 			return a.enqueueResult(tx, cmd, wire.ResultRejected, "replayed id with different content", nil, true)

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -93,8 +94,8 @@ func SignCommand(c Command, key ed25519.PrivateKey, keyID string) ([]byte, error
 
 // VerifyCommand checks a command received on topic by device self at time now: the signature with the
 // pinned key, the shape, the address (the topic and the payload must agree, and name self or broadcast),
-// and the validity window. It returns the command and the SHA-256 of its signed bytes, which tells a
-// duplicate delivery (same id, same bytes) from a forgery that reuses an id.
+// and the validity window. It returns the command and the SHA-256 of its signed bytes (for the record;
+// duplicates are told by CommandDigest).
 func VerifyCommand(data []byte, topic, self string, key ed25519.PublicKey, now time.Time) (Command, string, error) {
 	var c Command
 	if len(data) > MaxPayload {
@@ -160,6 +161,22 @@ func (c *Command) validShape() error {
 		return fmt.Errorf("%w: valid for %s, the limit is %s", ErrBadCommand, c.ExpiresAt.Sub(c.IssuedAt), MaxCommandLifetime)
 	}
 	return nil
+}
+
+// CommandDigest names what a command means — its id, type and arguments — leaving out its address and
+// validity window. A fleet-wide command is broadcast once and re-sent later, signed for one device,
+// to a device that was away: both copies have the same digest, so the device answers the second from its
+// journal instead of running it again, while a command that reuses an id for other arguments does not.
+func CommandDigest(c Command) string {
+	args := c.Args
+	var buf bytes.Buffer
+	if len(args) > 0 && json.Compact(&buf, args) == nil {
+		args = buf.Bytes()
+	}
+	h := sha256.New()
+	h.Write([]byte("faceguard/command/v1\n" + c.ID + "\n" + c.Type + "\n"))
+	h.Write(args)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // ForgetArgs are the args of forget-subject: the keyed hash of the subject reference, never the reference.

@@ -6,6 +6,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faceguard/faceguard/agent/store"
 	"github.com/faceguard/faceguard/internal/atomicfile"
 	"github.com/faceguard/faceguard/internal/testbroker"
 	"github.com/faceguard/faceguard/wire"
@@ -471,7 +473,9 @@ func receivedTransitions(t *testing.T, msgs []testbroker.Message, control string
 
 // deliveredAsRecorded waits until the events received, after deduplication, are exactly those the
 // agent's audit chain says it produced, reading the chain while the agent runs.
-func deliveredAsRecorded(t *testing.T, n *node, rec *testbroker.Recorder, control string) (want []string, dups int) {
+// deliveredAsRecorded: on failure it shows the broker's log (brokerDir, when Mosquitto) and the agent's
+// outbox, which tell a message the agent still holds from one the broker lost.
+func deliveredAsRecorded(t *testing.T, n *node, rec *testbroker.Recorder, brokerDir, control string) (want []string, dups int) {
 	t.Helper()
 	var got []string
 	deadline := time.Now().Add(e2ePatience)
@@ -482,6 +486,15 @@ func deliveredAsRecorded(t *testing.T, n *node, rec *testbroker.Recorder, contro
 			return want, dups
 		}
 		if time.Now().After(deadline) {
+			if brokerDir != "" {
+				log, _ := os.ReadFile(filepath.Join(brokerDir, "mosquitto.log"))
+				t.Logf("broker log:\n%s", log)
+			}
+			if st, err := store.OpenReadOnly(filepath.Join(n.state, "agent.db")); err == nil {
+				pending, _ := st.OutboxLen(context.Background())
+				st.Close()
+				t.Logf("messages still in the agent's outbox: %d", pending)
+			}
 			t.Fatalf("after dedup received %v\nthe audit chain says %v", got, want)
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -508,7 +521,7 @@ func TestKill9MidStreamLosesNothing(t *testing.T) {
 	if g.on {
 		g.flip()
 	}
-	want, dups := deliveredAsRecorded(t, n, rec, "FRM-12-NO-COERCION")
+	want, dups := deliveredAsRecorded(t, n, rec, mq.Dir(), "FRM-12-NO-COERCION")
 	if len(want) < 4 {
 		t.Fatalf("the stream produced only %d transitions", len(want))
 	}
@@ -539,7 +552,7 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 		g.flip()
 		time.Sleep(100 * time.Millisecond)
 	}
-	want, dups := deliveredAsRecorded(t, n, rec, "FRM-12-NO-COERCION")
+	want, dups := deliveredAsRecorded(t, n, rec, mq.Dir(), "FRM-12-NO-COERCION")
 	if len(want) < 10 {
 		t.Fatalf("the stream produced only %d transitions", len(want))
 	}

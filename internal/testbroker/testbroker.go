@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,7 +63,16 @@ func StartMosquitto(t testing.TB, opts MosquittoOptions) *Mosquitto {
 	if _, err := os.Stat(MosquittoBinary); err != nil {
 		t.Fatalf("mosquitto is not installed (%v): run `make deps`, which installs Debian's mosquitto", err)
 	}
-	m := &Mosquitto{t: t, dir: t.TempDir(), port: opts.Port}
+	// Started as root, Mosquitto drops to its own user: the directory it persists sessions into must be
+	// that user's, and reachable (t.TempDir nests in a directory only root may enter), or it cannot save
+	// and a restart silently loses every persistent session.
+	dir, err := os.MkdirTemp("", "mosquitto-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	chownToMosquitto(t, dir)
+	m := &Mosquitto{t: t, dir: dir, port: opts.Port}
 	if m.port == 0 {
 		m.port = FreePort(t)
 	}
@@ -73,7 +84,7 @@ func StartMosquitto(t testing.TB, opts MosquittoOptions) *Mosquitto {
 		"autosave_interval 1",
 		"max_queued_messages 100000",
 		"max_inflight_messages 100",
-		"log_dest file " + filepath.Join(m.dir, "mosquitto.log"),
+		"log_dest stderr",
 		"log_type error",
 		"log_type warning",
 		"log_type notice",
@@ -86,6 +97,22 @@ func StartMosquitto(t testing.TB, opts MosquittoOptions) *Mosquitto {
 	m.Start()
 	t.Cleanup(m.Stop)
 	return m
+}
+
+func chownToMosquitto(t testing.TB, dir string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	u, err := user.Lookup("mosquitto")
+	if err != nil {
+		t.Fatalf("running as root, mosquitto drops to the mosquitto user, which does not exist: %v", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // URL is the broker's URL for paho.
@@ -103,8 +130,13 @@ func (m *Mosquitto) Start() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cmd := exec.Command(MosquittoBinary, "-c", m.conf)
+	logFile, err := os.OpenFile(filepath.Join(m.dir, "mosquitto.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	defer logFile.Close()
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		m.t.Fatalf("start mosquitto: %v", err)
@@ -132,7 +164,8 @@ func (m *Mosquitto) Start() {
 	}
 }
 
-// Stop terminates the broker (SIGTERM: it saves its persistence file) and waits for it.
+// Stop terminates the broker (SIGTERM: it saves its persistence file) and waits for it. A broker that
+// could not save fails the test: a restart would then lose sessions for a reason that is not the code's.
 func (m *Mosquitto) Stop() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -147,6 +180,9 @@ func (m *Mosquitto) Stop() {
 		<-m.exited
 	}
 	m.cmd = nil
+	if log, _ := os.ReadFile(filepath.Join(m.dir, "mosquitto.log")); bytes.Contains(log, []byte("Error saving in-memory database")) {
+		m.t.Errorf("mosquitto could not save its persistence file:\n%s", log)
+	}
 }
 
 // Restart stops and starts the broker on the same port.

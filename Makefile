@@ -10,8 +10,9 @@ LDFLAGS    := -s -w -X github.com/faceguard/faceguard/internal/buildinfo.Version
 OPA        := $(GO) tool opa
 TERMINALS  := $(sort $(wildcard testdata/terminals/*))
 
-# Debian packages the tests need: Mosquitto is the interop broker (tests start their own on a free port).
-DEB_PACKAGES := mosquitto mosquitto-clients
+# Debian packages the tests need; tests start their own servers on free ports. Mosquitto is the interop
+# broker, PostgreSQL the shared fleet store, Chromium renders the dashboard in its browser test.
+DEB_PACKAGES := mosquitto mosquitto-clients postgresql chromium
 
 .PHONY: all build deps test test-go test-policy lint bench demo clean
 
@@ -31,9 +32,9 @@ deps:
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -q; \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; \
-	  case "$$missing" in *mosquitto\ *|*mosquitto) \
-	    $$sudo systemctl disable --now mosquitto >/dev/null 2>&1 || $$sudo service mosquitto stop >/dev/null 2>&1 || true;; \
-	  esac; \
+	  for svc in mosquitto postgresql; do case "$$missing" in *"$$svc"*) \
+	    $$sudo systemctl disable --now $$svc >/dev/null 2>&1 || $$sudo service $$svc stop >/dev/null 2>&1 || true;; \
+	  esac; done; \
 	fi
 
 ## test: every test — Go (with the fuzz seed corpora), and the policy pack (fmt, strict check, tests, coverage)

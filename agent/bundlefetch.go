@@ -57,8 +57,13 @@ func (a *Agent) fetchBundle(ctx context.Context, cmd wire.Command) (string, stri
 	if err := validOffer(offer); err != nil {
 		return wire.ResultRejected, err.Error(), nil
 	}
-	if active := a.eng.Info().Revision; !engine.RevisionNewer(offer.Revision, active) {
-		return wire.ResultRejected, fmt.Sprintf("revision %s is not newer than the active %s", offer.Revision, active), nil
+	active := a.eng.Info()
+	if active.Revision == offer.Revision && active.SHA256 == offer.SHA256 {
+		// Offered again what already runs (a retry, a re-sent fleet push): nothing to fetch.
+		return wire.ResultSucceeded, "", map[string]any{"revision": active.Revision, "sha256": active.SHA256, "already_active": true}
+	}
+	if !engine.RevisionNewer(offer.Revision, active.Revision) {
+		return wire.ResultRejected, fmt.Sprintf("revision %s is not newer than the active %s", offer.Revision, active.Revision), nil
 	}
 	f := &bundleFetch{offer: offer, chunks: make([][]byte, len(offer.ChunkSHA256)), got: make(chan struct{}, 1)}
 	a.cmdMu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/faceguard/faceguard/agent"
@@ -21,7 +23,9 @@ import (
 	"github.com/faceguard/faceguard/agent/store"
 	"github.com/faceguard/faceguard/device"
 	"github.com/faceguard/faceguard/device/fsterm"
+	"github.com/faceguard/faceguard/internal/broker"
 	"github.com/faceguard/faceguard/internal/testbroker"
+	"github.com/faceguard/faceguard/internal/testpki"
 	"github.com/faceguard/faceguard/wire"
 )
 
@@ -500,4 +504,65 @@ func TestFailSafeWhenFactsCannotBeGathered(t *testing.T) {
 	waitUntil(t, "face recognition restored", func() bool {
 		return readControl(t, root)["face_recognition"].(map[string]any)["allowed"] == true
 	})
+}
+
+// TestMutualTLS: the agent connects over TLS with its own client certificate to a broker that requires
+// one and binds the certificate's name to the client id and topics.
+func TestMutualTLS(t *testing.T) {
+	ca := testpki.NewCA(t)
+	b, err := broker.Start(broker.Options{Addr: "127.0.0.1:0", TLS: ca.ServerTLS(t), ControllerIDs: []string{"observer"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	observer := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("observer").
+		SetTLSConfig(ca.ClientTLS(t, "observer")))
+	if tok := observer.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("observer: %v", tok.Error())
+	}
+	defer observer.Disconnect(100)
+	got := make(chan string, 16)
+	observer.Subscribe("faceguard/v1/dev/+/state", 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() }).WaitTimeout(5 * time.Second)
+
+	run := func(id string, tlsCfg *tls.Config) (stop func()) {
+		eng, _ := engine.New(context.Background(), engine.Options{})
+		st, err := store.Open(filepath.Join(t.TempDir(), "agent.db"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		term := fsterm.New(fsterm.Options{Root: copyTerminal(t, "residential-gate", 0)})
+		pub, _, _ := ed25519.GenerateKey(rand.Reader)
+		a, err := agent.New(agent.Options{DeviceID: id, Terminal: term, Engine: eng, Store: st, BrokerURL: b.URL(), BrokerTLS: tlsCfg,
+			ControllerKey: pub, EvaluateEvery: time.Hour, ReconnectJitter: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = a.Run(ctx); close(done) }()
+		return func() { cancel(); <-done; term.Close(); st.Close() }
+	}
+	stop := run("gate-tls", ca.ClientTLS(t, "gate-tls"))
+	select {
+	case topic := <-got:
+		if topic != "faceguard/v1/dev/gate-tls/state" {
+			t.Fatalf("state on %s", topic)
+		}
+	case <-time.After(patience):
+		t.Fatal("the agent with its certificate never reported over TLS")
+	}
+	stop()
+	for len(got) > 0 {
+		<-got
+	}
+	// A device presenting another device's certificate is refused by the broker: nothing arrives.
+	stop = run("gate-impostor", ca.ClientTLS(t, "gate-tls"))
+	select {
+	case topic := <-got:
+		if strings.Contains(topic, "gate-impostor") {
+			t.Fatalf("the broker let a device in with another device's certificate (%s)", topic)
+		}
+	case <-time.After(3 * time.Second):
+	}
+	stop()
 }

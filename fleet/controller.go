@@ -98,7 +98,9 @@ func NewController(opts Options) (*Controller, error) {
 func (c *Controller) Store() Store { return c.st }
 
 // Connected reports whether the controller's MQTT connection is open.
-func (c *Controller) Connected() bool { return c.connected.Load() && c.client != nil && c.client.IsConnectionOpen() }
+func (c *Controller) Connected() bool {
+	return c.connected.Load() && c.client != nil && c.client.IsConnectionOpen()
+}
 
 // Start connects to the broker, subscribes, and starts the workers and the housekeeping loop. It returns
 // once the first connection is made or ctx ends.
@@ -109,8 +111,8 @@ func (c *Controller) Start(ctx context.Context) error {
 	o := paho.NewClientOptions().AddBroker(c.opts.BrokerURL).SetClientID(c.opts.ClientID).
 		SetCleanSession(false). // messages arriving while the controller restarts wait for it at the broker
 		SetOrderMatters(false).SetAutoAckDisabled(true).
-		SetKeepAlive(30 * time.Second).SetConnectRetry(true).SetConnectRetryInterval(2 * time.Second).
-		SetAutoReconnect(true).SetMaxReconnectInterval(30 * time.Second).
+		SetKeepAlive(30*time.Second).SetConnectRetry(true).SetConnectRetryInterval(2*time.Second).
+		SetAutoReconnect(true).SetMaxReconnectInterval(30*time.Second).
 		SetBinaryWill(wire.ControllerStateTopic, offline, 1, true).
 		SetDefaultPublishHandler(c.onMessage).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package filing
+
+const raceEnabled = false

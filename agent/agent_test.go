@@ -23,6 +23,7 @@ import (
 	"github.com/faceguard/faceguard/agent/store"
 	"github.com/faceguard/faceguard/device"
 	"github.com/faceguard/faceguard/device/fsterm"
+	"github.com/faceguard/faceguard/fleet/filing"
 	"github.com/faceguard/faceguard/internal/broker"
 	"github.com/faceguard/faceguard/internal/testbroker"
 	"github.com/faceguard/faceguard/internal/testpki"
@@ -565,4 +566,25 @@ func TestMutualTLS(t *testing.T) {
 	case <-time.After(3 * time.Second):
 	}
 	stop()
+}
+
+// TestSubjectsSketch: the agent reports its gallery to the filing tracker as a sketch of keyed hashes:
+// the merged estimate counts its subjects, and no subject reference is in the message.
+func TestSubjectsSketch(t *testing.T) {
+	h := start(t, "residential-gate", harnessOpts{})
+	m := h.rec.WaitFor(t, patience, "a subjects sketch", func(m testbroker.Message) bool { return strings.HasSuffix(m.Topic, "/subjects") })
+	if !m.Retained && len(h.rec.Messages()) == 0 {
+		t.Fatal("no retained sketch")
+	}
+	var s wire.Subjects
+	if err := json.Unmarshal(m.Payload, &s); err != nil {
+		t.Fatal(err)
+	}
+	n, err := filing.Merge(s.Sketch)
+	if err != nil || int(n) != s.Count || s.Count == 0 {
+		t.Fatalf("sketch estimates %d (%v), the device counts %d", n, err, s.Count)
+	}
+	if strings.Contains(string(m.Payload), "s-000") {
+		t.Fatal("a subject reference is in the subjects message")
+	}
 }

@@ -120,6 +120,9 @@ func (a *Agent) evaluateOnce(ctx context.Context, reason string) (evalOutcome, b
 	if err := a.record(ctx, reason, &facts, decision, ctrl, ctrlApplied, applied, faults, ""); err != nil {
 		a.log.Error("record evaluation", "err", err)
 	}
+	if !facts.IsUnknown(device.GroupSubjects) {
+		a.publishSubjects(ctx, facts.Subjects.Count)
+	}
 	return outcomeOf(decision, ""), len(applied) > 0 || changedCtrl
 }
 

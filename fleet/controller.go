@@ -102,10 +102,11 @@ func (c *Controller) Connected() bool {
 	return c.connected.Load() && c.client != nil && c.client.IsConnectionOpen()
 }
 
-// Start connects to the broker, subscribes, and starts the workers and the housekeeping loop. It returns
-// once the first connection is made or ctx ends.
+// Start connects to the broker, subscribes, and starts the workers and the housekeeping loop, which run
+// until Close. It returns once the first connection is made, or when ctx ends (ctx bounds the wait only).
 func (c *Controller) Start(ctx context.Context) error {
-	ctx, c.cancel = context.WithCancel(ctx)
+	wait := ctx
+	ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	online, _ := json.Marshal(map[string]any{"state": wire.StateOnline, "id": c.opts.ClientID, "ts": c.clock.Now().UTC()})
 	offline, _ := json.Marshal(map[string]any{"state": wire.StateOffline, "id": c.opts.ClientID, "reason": "lwt"})
 	o := paho.NewClientOptions().AddBroker(c.opts.BrokerURL).SetClientID(c.opts.ClientID).
@@ -141,8 +142,8 @@ func (c *Controller) Start(ctx context.Context) error {
 	select {
 	case <-tok.Done():
 		return tok.Error()
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-wait.Done():
+		return wait.Err()
 	}
 }
 

@@ -91,6 +91,10 @@ type Profile struct {
 
 	// Adults enrolled at start with separate consent; 0 means DefaultAdults, a negative number none.
 	Adults int
+	// Residents are subject references enrolled (adults, separate consent) besides the device's own: the
+	// same person on several doors of a site, counted once by the filing tracker and forgotten on every
+	// door by one fleet-wide forget-subject.
+	Residents []string
 	// RecognitionEvery is the mean time between two recognitions; 0 means DefaultRecognitionEvery, a
 	// negative value none.
 	RecognitionEvery time.Duration
@@ -186,6 +190,10 @@ const (
 	DemoHotelSite       = "lakeside-hotel"
 )
 
+// DemoResidents are residents of Garden Court enrolled at each of its doors: `faceguard fleet forget
+// --subject resident-0001` against the demo gets a receipt from every door that held them.
+var DemoResidents = []string{"resident-0001", "resident-0002", "resident-0003"}
+
 // DemoProfiles is a small mixed fleet for the demo: a dozen terminals at a residential compound and a
 // hotel, half of them with a fault, so that an operator watching the dashboard sees the agents find each
 // one and, where the policy lets them, fix it: the guest-room camera gets face recognition switched off
@@ -198,11 +206,11 @@ func DemoProfiles() []Profile {
 	const lh, lhName = DemoHotelSite, "湖畔酒店 / Lakeside Hotel"
 	return []Profile{
 		// Garden Court: gates and doors of a residential compound.
-		{ID: "gc-gate-north", Site: gc, SiteName: gcName},
-		{ID: "gc-gate-south", Site: gc, SiteName: gcName, EnrolEvery: 2 * time.Minute},
-		{ID: "gc-door-b2", Site: gc, SiteName: gcName, FaceOnly: true},
-		{ID: "gc-gate-east", Site: gc, SiteName: gcName, MinorWithoutGuardian: true},
-		{ID: "gc-gate-west", Site: gc, SiteName: gcName, WithdrawnSubject: true, WithdrawAfter: 20 * time.Second},
+		{ID: "gc-gate-north", Site: gc, SiteName: gcName, Residents: DemoResidents},
+		{ID: "gc-gate-south", Site: gc, SiteName: gcName, Residents: DemoResidents, EnrolEvery: 2 * time.Minute},
+		{ID: "gc-door-b2", Site: gc, SiteName: gcName, Residents: DemoResidents, FaceOnly: true},
+		{ID: "gc-gate-east", Site: gc, SiteName: gcName, Residents: DemoResidents, MinorWithoutGuardian: true},
+		{ID: "gc-gate-west", Site: gc, SiteName: gcName, Residents: DemoResidents, WithdrawnSubject: true, WithdrawAfter: 20 * time.Second},
 		{ID: "gc-garage", Site: gc, SiteName: gcName, Kind: device.KindCamera, Category: "parking",
 			RawCaptures: true, RawBacklog: 6, RecognitionEvery: 15 * time.Second},
 

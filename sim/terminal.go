@@ -469,6 +469,10 @@ func (t *Terminal) createGallery(ctx context.Context, now time.Time) error {
 		subjects = append(subjects, enrolment{ref: t.subjectRef(t.nextSubject), ageBand: device.AgeAdult,
 			basis: device.BasisSeparate, enrolledAt: enrolled, lastUsed: &used})
 	}
+	for _, ref := range t.p.Residents {
+		enrolled := now.Add(-time.Duration(1+t.rng.IntN(300)) * 24 * time.Hour)
+		subjects = append(subjects, enrolment{ref: ref, ageBand: device.AgeAdult, basis: device.BasisSeparate, enrolledAt: enrolled})
+	}
 	if t.p.MinorWithoutGuardian {
 		t.nextSubject++
 		subjects = append(subjects, enrolment{ref: t.subjectRef(t.nextSubject), ageBand: device.AgeUnder14,

@@ -176,4 +176,3 @@ func printSummary(ctx context.Context, e env, st fleet.Store) {
 	fmt.Fprintf(e.stdout, "%s  %d terminals · %d online · %d compliant · %d non-compliant (%d critical) · %d actions · %d deletion receipts\n",
 		time.Now().Format("15:04:05"), t.Devices, online, t.Compliant, t.NonCompliant, t.Critical, actions, receipts)
 }
-

@@ -251,4 +251,3 @@ func redactDSN(dsn string) string {
 	}
 	return dsn
 }
-

@@ -14,7 +14,7 @@ TERMINALS  := $(sort $(wildcard testdata/terminals/*))
 # broker, PostgreSQL the shared fleet store, Chromium renders the dashboard in its browser test.
 DEB_PACKAGES := mosquitto mosquitto-clients postgresql chromium
 
-.PHONY: all build deps test test-go test-policy lint bench demo clean
+.PHONY: all build deps test test-go test-policy lint bench demo check-examples clean
 
 all: build
 
@@ -22,7 +22,7 @@ all: build
 build:
 	@mkdir -p bin
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/faceguard-agent ./cmd/faceguard-agent
-	@if [ -d cmd/faceguard ]; then $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/faceguard ./cmd/faceguard; fi
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/faceguard ./cmd/faceguard
 
 ## deps: install the Debian packages the tests use, only those missing (apt-get; sudo when not root)
 deps:
@@ -61,8 +61,14 @@ lint: test-policy
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./agent/engine/ | tee bench.out
 
-## demo: until the fleet demo exists, check every example terminal and print its report in both languages
+## demo: the whole system in one process: an embedded broker, the controller with its dashboard
+## (http://127.0.0.1:8080/), and a dozen simulated terminals with faults. Ctrl-C stops it.
+## Addresses: make demo DEMO_FLAGS="--mqtt-addr 127.0.0.1:1884 --http-addr 127.0.0.1:8081"
 demo: build
+	bin/faceguard demo $(DEMO_FLAGS)
+
+## check-examples: check every example terminal and print its report in both languages
+check-examples: build
 	@for t in $(TERMINALS); do \
 	  for lang in zh en; do \
 	    echo "════ $$t ($$lang)"; \

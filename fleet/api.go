@@ -94,16 +94,9 @@ func (c *Controller) DeviceDetail(r *http.Request, id string) (DeviceDetail, err
 	if d.Device, err = c.st.Device(ctx, id); err != nil {
 		return d, err
 	}
-	if d.Violations, _, err = c.st.OpenViolations(ctx, ViolationQuery{Search: id, Limit: 100}); err != nil {
+	if d.Violations, _, err = c.st.OpenViolations(ctx, ViolationQuery{Dev: id, Limit: 100}); err != nil {
 		return d, err
 	}
-	own := d.Violations[:0]
-	for _, v := range d.Violations {
-		if v.Dev == id {
-			own = append(own, v)
-		}
-	}
-	d.Violations = own
 	if d.History, err = c.st.History(ctx, id, time.Time{}, 50); err != nil {
 		return d, err
 	}

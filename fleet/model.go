@@ -91,6 +91,7 @@ type Event struct {
 type Violation struct {
 	Dev      string    `json:"dev"`
 	Site     string    `json:"site"`
+	SiteName string    `json:"site_name"`
 	Control  string    `json:"control"`
 	Severity string    `json:"severity"`
 	Articles []string  `json:"articles"`
@@ -189,6 +190,7 @@ type DeviceQuery struct {
 
 // ViolationQuery selects open violations.
 type ViolationQuery struct {
+	Dev      string // exact device id; "" for all
 	Site     string
 	Search   string // substring of the device id
 	Control  string

@@ -86,14 +86,9 @@ func reportDevice(ctx context.Context, st Store, d Device, since time.Time) (Rep
 	} else if d.Audit.Seq == 0 {
 		rd.AuditChain = "not reported yet"
 	}
-	vs, _, err := st.OpenViolations(ctx, ViolationQuery{Search: d.ID, Limit: 100})
-	if err != nil {
+	var err error
+	if rd.Violations, _, err = st.OpenViolations(ctx, ViolationQuery{Dev: d.ID, Limit: 100}); err != nil {
 		return rd, err
-	}
-	for _, v := range vs {
-		if v.Dev == d.ID {
-			rd.Violations = append(rd.Violations, v)
-		}
 	}
 	if rd.History, err = st.History(ctx, d.ID, since, 200); err != nil {
 		return rd, err

@@ -187,17 +187,12 @@ func (s *server) device(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := deviceData{Device: dev, Evaluated: dev.Status != ""}
-	// The query searches by substring, so other devices whose ids contain this one come too.
-	vs, total, err := s.o.Store.OpenViolations(ctx, fleet.ViolationQuery{Search: id, Limit: deviceViolations})
+	vs, total, err := s.o.Store.OpenViolations(ctx, fleet.ViolationQuery{Dev: id, Limit: deviceViolations})
 	if err != nil {
 		s.storeFailed(w, r, lang, err, "")
 		return
 	}
-	for _, v := range vs {
-		if v.Dev == id {
-			d.Violations = append(d.Violations, v)
-		}
-	}
+	d.Violations = vs
 	d.ViolationsCut = total > len(vs)
 	if d.History, err = s.o.Store.History(ctx, id, time.Time{}, deviceHistory); err != nil {
 		s.storeFailed(w, r, lang, err, "")

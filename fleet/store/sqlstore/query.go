@@ -203,6 +203,10 @@ func (s *Store) OpenViolations(ctx context.Context, q fleet.ViolationQuery) ([]f
 	offset, limit := pageLimit(q.Offset, q.Limit)
 	where := []string{"closed_at IS NULL"}
 	var args []any
+	if q.Dev != "" {
+		where = append(where, "dev = ?")
+		args = append(args, q.Dev)
+	}
 	if q.Site != "" {
 		where = append(where, "site = ?")
 		args = append(args, q.Site)
@@ -227,7 +231,8 @@ func (s *Store) OpenViolations(ctx context.Context, q fleet.ViolationQuery) ([]f
 		if err := t.queryRow(`SELECT count(*)`+from, args...).Scan(&total); err != nil {
 			return err
 		}
-		rows, err := t.query(`SELECT dev, site, control, severity, articles, message_zh, message_en, opened_at, event_id`+
+		rows, err := t.query(`SELECT dev, site, (SELECT d.site_name FROM devices d WHERE d.id = violations.dev),
+  control, severity, articles, message_zh, message_en, opened_at, event_id`+
 			from+` ORDER BY sev_rank, site, dev, control LIMIT ? OFFSET ?`,
 			append(args, limit, offset)...)
 		if err != nil {
@@ -237,10 +242,12 @@ func (s *Store) OpenViolations(ctx context.Context, q fleet.ViolationQuery) ([]f
 		for rows.Next() {
 			var v fleet.Violation
 			var articles, opened string
-			if err := rows.Scan(&v.Dev, &v.Site, &v.Control, &v.Severity, &articles, &v.Message.ZH, &v.Message.EN,
+			var siteName sql.NullString
+			if err := rows.Scan(&v.Dev, &v.Site, &siteName, &v.Control, &v.Severity, &articles, &v.Message.ZH, &v.Message.EN,
 				&opened, &v.EventID); err != nil {
 				return err
 			}
+			v.SiteName = siteName.String
 			if err := json.Unmarshal([]byte(articles), &v.Articles); err != nil {
 				return fmt.Errorf("violation %s %s: %w", v.Dev, v.Control, err)
 			}

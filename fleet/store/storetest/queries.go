@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"testing"
@@ -159,6 +160,24 @@ var queryScenarios = []scenario{
 	{"device_ids", func(t *testing.T, s fleet.Store) {
 		population(t, s)
 		equal(t, "ids", must[[]string](t)(s.DeviceIDs(ctx)), []string{"a-01", "a-02", "a-03", "b-01", "b-02", "x-01"})
+	}},
+	{"open_violations_of_one_device_exactly", func(t *testing.T, s fleet.Store) {
+		// room-1's page must not lose its violations to room-10 … room-19, whose ids contain "room-1".
+		ctx := context.Background()
+		for i, dev := range []string{"room-1", "room-10", "room-11", "room-12"} {
+			want(t, "birth", must[bool](t)(s.ApplyBirth(ctx, birth(dev, 1, 1, "hotel"), at(i))), nil, true)
+			_, err := s.AddEvent(ctx, opened(dev, 1, 2, "FRM-13-PRIVATE-SPACE", "critical"), at(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		vs := openViolations(t, s, fleet.ViolationQuery{Dev: "room-1", Limit: 2})
+		if len(vs) != 1 || vs[0].Dev != "room-1" {
+			t.Fatalf("violations of room-1: %+v", vs)
+		}
+		if vs[0].Site != "hotel" || vs[0].SiteName != "Site hotel" {
+			t.Fatalf("site %q, site name %q", vs[0].Site, vs[0].SiteName)
+		}
 	}},
 	{"open_violations_order_and_filters", func(t *testing.T, s fleet.Store) {
 		population(t, s)

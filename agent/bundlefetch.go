@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"sync"
@@ -119,6 +120,12 @@ func (a *Agent) fetchBundle(ctx context.Context, cmd wire.Command) (string, stri
 		return wire.ResultFailed, "the assembled bundle does not match the offer's size and hash; the active policy stays", nil
 	}
 	info, err := a.eng.ActivateBundle(ctx, raw)
+	if errors.Is(err, engine.ErrBundleNotNewer) && a.eng.Info().SHA256 == offer.SHA256 {
+		// The same bundle was activated meanwhile (a second offer of it raced this one, or an engine
+		// shared by simulated devices): it is the active policy, which is what was asked.
+		active := a.eng.Info()
+		return wire.ResultSucceeded, "", map[string]any{"revision": active.Revision, "sha256": active.SHA256, "already_active": true}
+	}
 	now := a.clock.Now().UTC()
 	_ = a.st.Tx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
 		entry := map[string]any{"command": cmd.ID, "revision": offer.Revision, "sha256": offer.SHA256}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
 
 // galleryMaxConns bounds the agent's connections to the gallery: enough that a lookup on the hot path
@@ -100,7 +101,11 @@ func openGalleryRW(ctx context.Context, path string, st os.FileInfo) (*galleryHa
 		return nil, fmt.Errorf("open: %w", err)
 	}
 	db.SetMaxOpenConns(galleryMaxConns)
-	db.SetMaxIdleConns(galleryMaxConns)
+	// One connection stays warm for the match hot path; the others (a purge beside a lookup) close when
+	// idle: each holds SQLite's page cache, which a terminal's memory budget and a simulator of thousands
+	// of terminals both feel.
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(time.Minute)
 	if err := prepareGallerySchema(ctx, db); err != nil {
 		db.Close()
 		return nil, err

@@ -46,6 +46,9 @@ type Options struct {
 	BrokerUsername  string
 	BrokerPassword  string
 	ReconnectJitter time.Duration
+	// InboxSize bounds the inbound messages waiting for the agent (default 1024); the simulator, running
+	// thousands of agents, makes it small.
+	InboxSize int
 
 	ControllerKey ed25519.PublicKey // verifies commands; nil refuses every command
 	SubjectKey    []byte            // the fleet's subject hash key
@@ -173,7 +176,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.link, err = link.New(link.Options{
 			DeviceID: a.opts.DeviceID, BrokerURL: a.opts.BrokerURL, TLS: a.opts.BrokerTLS,
 			Username: a.opts.BrokerUsername, Password: a.opts.BrokerPassword, Will: will,
-			OnConnect: a.onConnect, ReconnectJitter: a.opts.ReconnectJitter, Logger: a.opts.Logger,
+			OnConnect: a.onConnect, ReconnectJitter: a.opts.ReconnectJitter, InboxSize: a.opts.InboxSize, Logger: a.opts.Logger,
 		}, outboxAdapter{a.st})
 		if err != nil {
 			return fmt.Errorf("agent: %w", err)
@@ -267,6 +270,9 @@ func (a *Agent) Snapshot() (device.Decision, device.Control, bool) {
 	}
 	return s.decision, s.control, true
 }
+
+// Connected reports whether the agent's MQTT connection is open now.
+func (a *Agent) Connected() bool { return a.link != nil && a.link.Connected() }
 
 // Session is this run's session number.
 func (a *Agent) Session() uint64 { return a.session }

@@ -73,8 +73,9 @@ type Agent struct {
 	st    *store.Store
 	link  *link.Link
 
-	session uint64
-	seq     atomic.Uint64
+	session     uint64
+	seq         atomic.Uint64
+	quarantined atomic.Int64 // subjects kept out of matching, as of the last evaluation
 
 	requests chan evalRequest
 	rawTimer atomic.Pointer[timerBox]

@@ -116,6 +116,10 @@ func (a *Agent) evaluateOnce(ctx context.Context, reason string) (evalOutcome, b
 			applied = append(applied, *res)
 		}
 	}
+	// The summary counts the quarantined subjects; if the gallery cannot say, the last count stands.
+	if n, err := a.term.QuarantinedCount(ctx); err == nil {
+		a.quarantined.Store(int64(n))
+	}
 	a.current.Store(&snapshot{facts: facts, decision: decision, control: ctrl, at: a.clock.Now()})
 	if err := a.record(ctx, reason, &facts, decision, ctrl, ctrlApplied, applied, faults, ""); err != nil {
 		a.log.Error("record evaluation", "err", err)
@@ -308,10 +312,13 @@ func (a *Agent) record(ctx context.Context, reason string, facts *device.Facts, 
 					}
 					hashes = append(hashes, r.Hash)
 				}
-				rev := wire.Event{Envelope: a.envelope(wire.TypeEvent), Kind: wire.EventReceipt, At: now, Action: act.Action,
-					Count: len(hashes), Receipts: hashes}
-				if err := a.enqueueEvent(tx, &rev); err != nil {
-					return err
+				// A purge of thousands would not fit one message (wire.MaxPayload): the receipts go in parts.
+				for part := range slices.Chunk(hashes, maxReceiptsPerEvent) {
+					rev := wire.Event{Envelope: a.envelope(wire.TypeEvent), Kind: wire.EventReceipt, At: now, Action: act.Action,
+						Count: len(part), Receipts: part}
+					if err := a.enqueueEvent(tx, &rev); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -461,6 +468,10 @@ func (a *Agent) enqueueEvent(tx *store.Tx, ev *wire.Event) error {
 	return tx.Enqueue(store.OutMsg{Topic: wire.EventTopic(a.opts.DeviceID), Payload: b, QoS: 1})
 }
 
+// maxReceiptsPerEvent bounds a receipt event: 1,000 hashes of 64 hex digits are some 67 KB, well under
+// wire.MaxPayload, which the broker and the controller enforce.
+const maxReceiptsPerEvent = 1000
+
 // eventID is stable for the life of the message: it is fixed when the event is first recorded.
 func eventID(e wire.Envelope) string { return fmt.Sprintf("%s-%d-%d", e.Dev, e.Session, e.Seq) }
 
@@ -479,6 +490,7 @@ func (a *Agent) enqueueCompliance(tx *store.Tx, now time.Time, status string, d 
 		Control: wire.ControlState{
 			FaceRecognitionAllowed: ctrl.FaceRecognition.Allowed, EnrolmentAllowed: ctrl.Enrolment.Allowed,
 			FaceDataEgressAllowed: ctrl.FaceDataEgress.Allowed, AlternativesRequiredOn: ctrl.AlternativesRequiredOn,
+			Quarantined: int(a.quarantined.Load()),
 		},
 	}
 	if c.Actions == nil {

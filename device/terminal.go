@@ -41,6 +41,9 @@ type Terminal interface {
 	// (quarantine_minors_without_guardian).
 	QuarantineMinorsWithoutGuardian(ctx context.Context, reason string) (Outcome, error)
 
+	// QuarantinedCount is how many subjects are kept out of matching now, for whatever reason.
+	QuarantinedCount(ctx context.Context) (int, error)
+
 	// ForgetSubject deletes the subject whose keyed hash is subjectHash (the forget-subject command). Not
 	// holding the subject is a success with Count 0.
 	ForgetSubject(ctx context.Context, subjectHash, reason string) (Outcome, error)

@@ -467,6 +467,18 @@ func (t *Terminal) quarantinedSubjects(ctx context.Context) ([]string, error) {
 	return refs, nil
 }
 
+// QuarantinedCount counts the rows of faceguard_quarantine (device.Terminal).
+func (t *Terminal) QuarantinedCount(ctx context.Context) (int, error) {
+	n := 0
+	err := t.withGallery(ctx, func(g *galleryHandle) error {
+		if err := g.db.QueryRowContext(ctx, `SELECT count(*) FROM faceguard_quarantine`).Scan(&n); err != nil {
+			return fmt.Errorf("table faceguard_quarantine: %w", scanError(err))
+		}
+		return nil
+	})
+	return n, err
+}
+
 // LookupSubject tells what the gallery says about one subject, by the same rules the facts count with.
 // It is on the terminal's hot path: one prepared statement from the subjects primary key. The reference
 // is never logged and never part of an error.

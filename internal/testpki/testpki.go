@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -37,7 +38,8 @@ func NewCA(t testing.TB) *CA {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "faceguard test fleet CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -53,9 +55,11 @@ func NewCA(t testing.TB) *CA {
 type Issued struct {
 	CertPEM, KeyPEM []byte
 	TLS             tls.Certificate
+	Cert            *x509.Certificate
 }
 
-var serial int64 = 1
+// serial numbers every certificate of the test binary (tests that run in parallel issue at once).
+var serial atomic.Int64
 
 // Server issues the broker's certificate for 127.0.0.1 and localhost.
 func (ca *CA) Server(t testing.TB) Issued {
@@ -73,9 +77,8 @@ func (ca *CA) issue(t testing.TB, cn string, ips []net.IP, names []string, usage
 	if err != nil {
 		t.Fatal(err)
 	}
-	serial++
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+		SerialNumber: big.NewInt(serial.Add(1) + 1), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
 		IPAddresses: ips, DNSNames: names,
@@ -91,7 +94,30 @@ func (ca *CA) issue(t testing.TB, cn string, ips []net.IP, names []string, usage
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Issued{CertPEM: certPEM, KeyPEM: keyPEM, TLS: pair}
+	cert, _ := x509.ParseCertificate(der)
+	return Issued{CertPEM: certPEM, KeyPEM: keyPEM, TLS: pair, Cert: cert}
+}
+
+// CRL returns a PEM certificate revocation list of the CA, valid for a day, that revokes the given
+// certificates (none: an empty list, which a broker checking revocation still needs).
+func (ca *CA) CRL(t testing.TB, revoked ...Issued) []byte {
+	t.Helper()
+	tmpl := &x509.RevocationList{Number: big.NewInt(serial.Add(1) + 1), ThisUpdate: time.Now().Add(-time.Hour),
+		NextUpdate: time.Now().Add(24 * time.Hour)}
+	for _, r := range revoked {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries,
+			x509.RevocationListEntry{SerialNumber: r.Cert.SerialNumber, RevocationTime: time.Now().Add(-time.Minute)})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+}
+
+// TLSFor is a client's TLS configuration with an issued certificate (ClientTLS issues a new one).
+func (ca *CA) TLSFor(is Issued) *tls.Config {
+	return &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{is.TLS}, MinVersion: tls.VersionTLS12}
 }
 
 // ServerTLS is the broker's TLS configuration: its certificate, and client certificates required and

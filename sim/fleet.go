@@ -43,8 +43,12 @@ type FleetOptions struct {
 	HeartbeatEvery  time.Duration
 	ReconnectJitter time.Duration
 	StatusMaxAge    time.Duration
+	InboxSize       int
 	Clock           clock.Clock
 	Killable        bool
+	// Customize, when set, adjusts the options of the i-th device (in the order of Profiles) before it
+	// starts: its own clock, broker URL (through a netfault proxy), state directory, kill switch.
+	Customize func(i int, opts *DeviceOptions)
 }
 
 // Fleet is a set of running simulated devices.
@@ -107,12 +111,17 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			d, err := StartDevice(runCtx, DeviceOptions{
+			do := DeviceOptions{
 				Dir: filepath.Join(opts.Dir, p.ID), Profile: p, Engine: opts.Engine,
 				BrokerURL: opts.BrokerURL, ControllerKey: opts.ControllerKey, SubjectKey: opts.SubjectKey,
 				EvaluateEvery: opts.EvaluateEvery, HeartbeatEvery: opts.HeartbeatEvery, ReconnectJitter: opts.ReconnectJitter,
-				StatusMaxAge: opts.StatusMaxAge, Clock: opts.Clock, Logger: opts.Logger, Killable: opts.Killable,
-			})
+				StatusMaxAge: opts.StatusMaxAge, InboxSize: opts.InboxSize, Clock: opts.Clock, Logger: opts.Logger,
+				Killable: opts.Killable,
+			}
+			if opts.Customize != nil {
+				opts.Customize(i, &do)
+			}
+			d, err := StartDevice(runCtx, do)
 			if err == nil {
 				f.devices[i] = d
 				wctx, cancel := context.WithTimeout(ctx, opts.ReadyTimeout)

@@ -89,6 +89,8 @@ type state struct {
 	// the fault is gone, and a terminal that then fell back to the fault would flap.
 	uploading    bool // the template upload runs (TemplateUpload until egress is blocked)
 	alternatives bool // the non-face ways through are healthy and offered
+	// coercive: the screen says face is the only way (CoercivePrompt, or SetCoercivePrompt later).
+	coercive bool
 }
 
 // Stats count what the fake terminal software did.
@@ -134,6 +136,7 @@ func NewTerminal(dir string, p Profile, clk clock.Clock) (*Terminal, error) {
 			quarantined:  map[string]bool{},
 			uploading:    p.TemplateUpload,
 			alternatives: !p.FaceOnly,
+			coercive:     p.CoercivePrompt,
 		},
 		Logger: slog.New(slog.DiscardHandler),
 	}
@@ -366,7 +369,7 @@ func (t *Terminal) statusLocked() statusJSON {
 		s.Alternatives = statusAlts{Configured: configured, Healthy: []string{}, RefuseOptionShown: false}
 		s.Prompts = []string{promptFaceOnly}
 	}
-	if p.CoercivePrompt {
+	if st.coercive {
 		s.Prompts[0] = promptCoercive
 	}
 	if st.uploading {

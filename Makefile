@@ -14,7 +14,7 @@ TERMINALS  := $(sort $(wildcard testdata/terminals/*))
 # broker, PostgreSQL the shared fleet store, Chromium renders the dashboard in its browser test.
 DEB_PACKAGES := mosquitto mosquitto-clients postgresql chromium
 
-.PHONY: all build deps test test-go test-policy lint bench demo check-examples clean
+.PHONY: all build deps test test-go test-policy lint bench demo check-examples fuzz soak clean
 
 all: build
 
@@ -61,6 +61,27 @@ lint: test-policy
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./agent/engine/ | tee bench.out
 
+## fuzz: every fuzz target for FUZZTIME each (default 1m; `make test` runs only their seed corpora).
+## New crashers are written under the package's testdata/fuzz/ and fail `make test` until fixed.
+FUZZTIME ?= 1m
+fuzz:
+	@for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "════ $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+## soak: the reliability suite long and large (sim/reliability): every fault for SOAK_DURATION
+## (default 10m), the fleet test with SOAK_DEVICES (default 10000) against Mosquitto; the fleet figures
+## go into BENCHMARKS.md. Hours, not minutes.
+SOAK_DURATION ?= 10m
+SOAK_DEVICES  ?= 10000
+soak: deps
+	FACEGUARD_SOAK=1 FACEGUARD_SOAK_DURATION=$(SOAK_DURATION) FACEGUARD_SOAK_DEVICES=$(SOAK_DEVICES) \
+	  FACEGUARD_FIGURES=$(CURDIR)/BENCHMARKS.md \
+	  $(GO) test -count=1 -timeout 8h -v ./sim/reliability/ 2>&1 | tee soak.out
+
 ## demo: the whole system in one process: an embedded broker, the controller with its dashboard
 ## (http://127.0.0.1:8080/), and a dozen simulated terminals with faults. Ctrl-C stops it.
 ## Addresses: make demo DEMO_FLAGS="--mqtt-addr 127.0.0.1:1884 --http-addr 127.0.0.1:8081"
@@ -79,4 +100,4 @@ check-examples: build
 	done
 
 clean:
-	rm -rf bin bench.out
+	rm -rf bin bench.out soak.out

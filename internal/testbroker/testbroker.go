@@ -124,6 +124,17 @@ func (m *Mosquitto) Port() int { return m.port }
 // Dir is the broker's working directory (configuration, persistence, log).
 func (m *Mosquitto) Dir() string { return m.dir }
 
+// PID is the running broker's process id (0 while it is stopped), to read its CPU time and memory from
+// /proc. A restart starts a new process.
+func (m *Mosquitto) PID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
 // Start runs the broker and waits until it accepts connections.
 func (m *Mosquitto) Start() {
 	m.t.Helper()

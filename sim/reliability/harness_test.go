@@ -160,13 +160,16 @@ func waitFor(d time.Duration, cond func() bool) error {
 // publish until the controller subscribes again (productbugs_test.go shows it; `faceguard fleet serve`
 // shares by default).
 type rig struct {
-	t    *testing.T
-	mq   *testbroker.Mosquitto
-	st   *sqlstore.Store
-	ctl  *fleet.Controller
-	rec  *testbroker.Recorder
-	keys fleetKeys
-	dir  string
+	t  *testing.T
+	mq *testbroker.Mosquitto
+	st *sqlstore.Store
+	// ctl is the controller in this process; nil when it runs as a process of its own (TestFleetScale),
+	// whose metrics are at metricsURL and whose store st reads from the same file.
+	ctl        *fleet.Controller
+	metricsURL string
+	rec        *testbroker.Recorder
+	keys       fleetKeys
+	dir        string
 }
 
 func newRig(t *testing.T) *rig {
@@ -551,9 +554,13 @@ func judged(d *sim.Device) ([]string, bool) {
 
 // duplicatesMetric is the controller's count of duplicate messages it dropped (all kinds).
 func (r *rig) duplicatesMetric(t testing.TB) int {
-	srv := httptest.NewServer(r.ctl.MetricsHandler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
+	url := r.metricsURL
+	if r.ctl != nil {
+		srv := httptest.NewServer(r.ctl.MetricsHandler())
+		defer srv.Close()
+		url = srv.URL
+	}
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -159,4 +159,5 @@ _action_rank := {
 }
 
 # The order of severities in a decision (contract); labels for display are in data.faceguard.vocab.severities.
-_severity_rank := {"critical": 0, "high": 1, "medium": 2, "low": 3}
+# Single digits as strings: they order the violations and are counted per severity (decision.rego).
+_severity_rank := {"critical": "0", "high": "1", "medium": "2", "low": "3"}

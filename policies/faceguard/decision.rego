@@ -40,7 +40,7 @@ _failing_normal := {r.control | some r in _reason}
 
 # A control with no reason from known facts but an unknown group, that could apply, cannot be verified:
 # it keeps its severity and articles, takes no action, and names the unknown groups.
-_unknown_reason contains {"control": id, "zh": zh, "en": en, "facts": groups} if {
+_unknown_reason contains {"control": id, "message": {"zh": zh, "en": en}, "facts": groups} if {
 	count(_unknown) > 0
 	some id, c in controls
 	not _failing_normal[id]
@@ -71,75 +71,93 @@ else := _reason | _unknown_reason
 
 _failing := {r.control | some r in _reasons}
 
-# Violations ordered by severity, then control id. The common case, one reason per failing control,
-# maps reasons to violations in one pass; otherwise the reasons of each control are gathered (the inner
-# comprehension refers to _reasons directly and filters on the outer id, so OPA can index it).
-_violations := [{
-	"control": r.control,
-	"severity": key[2].severity,
-	"articles": key[2].articles,
-	"message": {"zh": r.zh, "en": r.en},
-	"facts": r.facts,
-} |
-	some key in sort([[ranks[c.severity], r.control, c, r] | some r in rs; c := cs[r.control]])
-	r := key[3]
-] if {
+# Every reason keyed by [severity rank, control id, catalog entry, reason]. A set iterates in sorted
+# order, so the keyed reasons come out in the contract's order without a sort.
+_keyed := {[ranks[c.severity], id, c, r] |
+	some r in rs
+	id := r.control
+	c := cs[id]
+} if {
 	rs := _reasons
-	count(rs) == count(_failing)
 	cs := controls
 	ranks := _severity_rank
-} else := [_violation(id, controls[id], rs) |
-	some key in sort([[_severity_rank[controls[i].severity], i] | some i in _failing])
-	id := key[1]
-	rs := [r | some r in _reasons; r.control == id]
-]
+}
 
-# One violation per control. A single reason is used as it is (its facts are written sorted); several
-# are joined in one order for both languages, with their facts unioned and sorted.
-_violation(id, c, rs) := {
-	"control": id,
+# The common case, one reason per failing control: each keyed reason makes its violation. Otherwise the
+# reasons of each control are joined.
+_violations := [{
+	"control": k[1],
 	"severity": c.severity,
 	"articles": c.articles,
-	"message": {"zh": rs[0].zh, "en": rs[0].en},
-	"facts": rs[0].facts,
-} if count(rs) == 1
+	"message": r.message,
+	"facts": r.facts,
+} |
+	some k in _keyed
+	c := k[2]
+	r := k[3]
+] if {
+	count(_keyed) == count(_failing)
+} else := [_violation(g[1], g[2], rs) |
+	some g in {[k[0], k[1], k[2]] | some k in _keyed}
+	rs := [r | some r in _reasons; r.control == g[1]]
+]
 
-_violation(id, c, rs) := {
+# One violation per control from several reasons, joined in one order for both languages (by their
+# English message, then facts, then Chinese message), with their facts unioned and sorted.
+_violation(id, c, reasons) := {
 	"control": id,
 	"severity": c.severity,
 	"articles": c.articles,
 	"message": {
-		"zh": concat("；", [r.zh | some r in rs]),
-		"en": concat("; ", [r.en | some r in rs]),
+		"zh": concat("；", [r.message.zh | some r in rs]),
+		"en": concat("; ", [r.message.en | some r in rs]),
 	},
 	"facts": sort({f | some r in rs; some f in r.facts}),
-} if count(rs) > 1
+} if {
+	rs := [x[3] | some x in sort([[r.message.en, r.facts, r.message.zh, r] | some r in reasons])]
+}
 
-# Actions come only from reasons on known facts (a control that cannot be verified takes none).
-_base_actions contains a if {
+# Actions come only from reasons on known facts (a control that cannot be verified takes none), each
+# keyed by its canonical rank so that the set iterates in the contract's order; a control without an
+# action (null) has no rank and adds nothing. With every fact known, the reasons are the keyed ones.
+_base_actions := {[ranks[a], a] | some k in keyed; a := k[2].action} | _purge_now if {
+	count(_unknown) == 0
+	keyed := _keyed
+	ranks := _action_rank
+} else := {[ranks[a], a] | some r in _reason; a := cs[r.control].action} | _purge_now if {
 	not _excluded
 	cs := controls
-	some r in _reason
-	a := cs[r.control].action
-	is_string(a)
-}
+	ranks := _action_rank
+} else := set()
 
 # The duty to purge a withdrawn subject starts at once, before the deadline makes it a violation.
-_base_actions contains "purge_withdrawn_subjects" if {
+_purge_now := {[_action_rank.purge_withdrawn_subjects, "purge_withdrawn_subjects"]} if {
+	input.subjects.withdrawn_pending > 0
 	not _excluded
 	not _unknown.subjects
-	input.subjects.withdrawn_pending > 0
-}
+} else := set()
 
 # Never lock a person out: whenever face recognition goes off, the other ways through go on.
-_action_set := _base_actions | {"enable_alternatives" | "disable_face_recognition" in _base_actions}
+_actions := [k[1] | some k in (_base_actions | {[_action_rank.enable_alternatives, "enable_alternatives"]})] if {
+	_base_actions[[_action_rank.disable_face_recognition, "disable_face_recognition"]]
+} else := [k[1] | some k in _base_actions]
 
-_actions := [key[1] | some key in sort([[ranks[a], a] | some a in _action_set])] if ranks := _action_rank
-
-_counts := object.union(_clean.counts, {s: count([1 | some v in vs; v.severity == s]) |
+# Counts per severity. In the common case the violations' severity ranks are single digits: joined, and
+# each digit counted, that is four builtin calls and no comprehension per severity.
+_counts := {
+	"critical": strings.count(ranks, "0"),
+	"high": strings.count(ranks, "1"),
+	"medium": strings.count(ranks, "2"),
+	"low": strings.count(ranks, "3"),
+} if {
+	count(_keyed) == count(_failing)
+	ranks := concat("", [k[0] | some k in _keyed])
+} else := object.union(_clean.counts, {s: count([1 | some v in vs; v.severity == s]) |
 	some s in {v.severity | some v in vs}
-}) if vs := _violations
+}) if {
+	vs := _violations
+}
 
-_status := "compliant" if count(_violations) == 0
+_status := "compliant" if count(_reasons) == 0
 
 else := "non_compliant"

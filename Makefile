@@ -14,7 +14,7 @@ TERMINALS  := $(sort $(wildcard testdata/terminals/*))
 # broker, PostgreSQL the shared fleet store, Chromium renders the dashboard in its browser test.
 DEB_PACKAGES := mosquitto mosquitto-clients postgresql chromium
 
-.PHONY: all build deps test test-go test-policy lint bench demo check-examples fuzz soak clean
+.PHONY: all build deps test test-go test-policy lint bench bench-check deps-cross cross demo check-examples fuzz soak clean
 
 all: build
 
@@ -57,9 +57,40 @@ lint: test-policy
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-## bench: the benchmarks; figures and how to reproduce them are in BENCHMARKS.md
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./agent/engine/ | tee bench.out
+## bench: run the benchmarks and write BENCHMARKS.md (section "benchmarks") and the baseline
+## testdata/bench/baseline.txt from this run (about 10 minutes; internal/benchrun). BENCH_COUNT runs of
+## each repeated benchmark (default 6); BENCH_FLAGS="-only 'decision|match'" runs some and writes nothing.
+## On a shared machine keep other measurements off it: flock /tmp/fg-measure.lock make bench
+BENCH_COUNT     ?= 6
+BENCH_THRESHOLD ?= 10
+BENCH_FLAGS     ?=
+bench: deps build cross
+	$(GO) run ./internal/benchrun bench -count $(BENCH_COUNT) $(BENCH_FLAGS)
+
+## bench-check: run the guarded benchmarks again and compare them with the baseline (benchstat, pinned in
+## go.mod); fails on a significant slowdown beyond BENCH_THRESHOLD % (p99: 50 %). New output: bench.out
+bench-check: deps
+	$(GO) run ./internal/benchrun check -count $(BENCH_COUNT) -threshold $(BENCH_THRESHOLD) $(BENCH_FLAGS)
+
+## deps-cross: Debian's cross compiler for linux/arm64, only if missing (apt-get; sudo when not root)
+CROSS_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+deps-cross:
+	@missing=""; for p in $(CROSS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+## cross: the device binary for linux/arm64, bin/linux-arm64/faceguard-agent (cgo for SQLite, so Debian's
+## cross compiler), checked with file(1)
+cross: deps-cross
+	@mkdir -p bin/linux-arm64
+	CGO_ENABLED=1 CC=aarch64-linux-gnu-gcc GOOS=linux GOARCH=arm64 \
+	  $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/linux-arm64/faceguard-agent ./cmd/faceguard-agent
+	@desc=$$(file -b bin/linux-arm64/faceguard-agent); echo "bin/linux-arm64/faceguard-agent: $$desc"; \
+	  case "$$desc" in *ELF*aarch64*stripped) ;; *) echo "not a stripped linux/arm64 ELF binary"; exit 1;; esac
 
 ## fuzz: every fuzz target for FUZZTIME each (default 1m; `make test` runs only their seed corpora).
 ## New crashers are written under the package's testdata/fuzz/ and fail `make test` until fixed.

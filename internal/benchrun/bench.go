@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/faceguard/faceguard/internal/atomicfile"
+	"github.com/faceguard/faceguard/internal/benchdoc"
+)
+
+// section is the part of BENCHMARKS.md this command owns.
+const section = "benchmarks"
+
+// runBench runs every suite (or those -only names), then writes the baseline and the document.
+func runBench(ctx context.Context, o options, progress io.Writer) error {
+	start := time.Now()
+	only, err := onlyFilter(o.only)
+	if err != nil {
+		return err
+	}
+	var bins []binary
+	if o.only == "" { // sizes first: a missing cross build fails now, not after ten minutes
+		for _, b := range []struct{ arch, path string }{{"linux/amd64", o.amd64}, {"linux/arm64", o.arm64}} {
+			bin, err := inspectBinary(ctx, b.arch, b.path)
+			if err != nil {
+				return err
+			}
+			bins = append(bins, bin)
+		}
+	}
+	env := environment(ctx)
+	var raw bytes.Buffer
+	fmt.Fprintf(&raw, "commit: %s\ngo: %s\nopa: %s\ncount: %d\n", env.commit, env.goVersion, env.opaVersion, o.count)
+	for _, s := range suites {
+		if !only(s.name) {
+			continue
+		}
+		count := 1
+		if s.repeated {
+			count = o.count
+		}
+		fmt.Fprintf(progress, "════ %s (%s, -count %d)\n", s.name, s.pkg, count)
+		out, err := runSuite(ctx, s, count, progress)
+		if err != nil {
+			return fmt.Errorf("suite %s: %w", s.name, err)
+		}
+		raw.Write(out)
+	}
+	var filing []filingRow
+	if only("filing") {
+		fmt.Fprintln(progress, "════ filing accuracy")
+		if filing, err = runFilingAccuracy(ctx, progress); err != nil {
+			return fmt.Errorf("filing accuracy: %w", err)
+		}
+	}
+	env.elapsed = time.Since(start)
+	env.count = o.count
+	body := render(parseResults(raw.Bytes()), env, bins, filing)
+	if o.only != "" {
+		fmt.Fprintln(progress, "-only: nothing written; the section would read:")
+		fmt.Fprintln(progress, body)
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(o.baseline), 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(o.baseline, raw.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write baseline: %w", err)
+	}
+	if err := benchdoc.Replace(o.doc, section, "make bench", body); err != nil {
+		return err
+	}
+	fmt.Fprintf(progress, "wrote %s (section %q) and %s in %s\n", o.doc, section, o.baseline, env.elapsed.Round(time.Second))
+	return nil
+}
+
+func onlyFilter(expr string) (func(string) bool, error) {
+	if expr == "" {
+		return func(string) bool { return true }, nil
+	}
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, fmt.Errorf("-only: %w", err)
+	}
+	return re.MatchString, nil
+}
+
+// env describes the run and the machine.
+type env struct {
+	date                  time.Time
+	commit                string
+	dirty                 bool
+	goVersion, opaVersion string
+	kernel                string
+	memGiB                float64
+	cores                 int
+	elapsed               time.Duration
+	count                 int
+}
+
+func environment(ctx context.Context) env {
+	e := env{date: time.Now().UTC(), cores: runtime.NumCPU()}
+	e.commit = output(ctx, "git", "rev-parse", "--short", "HEAD")
+	e.dirty = output(ctx, "git", "status", "--porcelain", "--untracked-files=no") != ""
+	e.goVersion = output(ctx, goTool(), "env", "GOVERSION")
+	e.opaVersion = output(ctx, goTool(), "list", "-m", "-f", "{{.Version}}", "github.com/open-policy-agent/opa")
+	e.kernel = output(ctx, "uname", "-r")
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb float64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %f kB", &kb); err == nil {
+			e.memGiB = kb / (1 << 20)
+		}
+	}
+	return e
+}
+
+func output(ctx context.Context, name string, args ...string) string {
+	out, err := exec.CommandContext(ctx, name, args...).Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// binary is a built device binary.
+type binary struct {
+	arch, path string
+	size       int64
+	file       string // what file(1) says, without the build ids
+}
+
+var buildIDs = regexp.MustCompile(`,? (Go )?BuildID(\[[a-z0-9]+\])?=[^,]*`)
+
+// inspectBinary checks with file(1) that the binary is a stripped ELF of the architecture.
+func inspectBinary(ctx context.Context, arch, path string) (binary, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return binary{}, fmt.Errorf("the %s device binary: %w (make build, make cross)", arch, err)
+	}
+	desc := output(ctx, "file", "-b", path)
+	want := map[string]string{"linux/amd64": "x86-64", "linux/arm64": "aarch64"}[arch]
+	if !strings.Contains(desc, "ELF") || !strings.Contains(desc, want) {
+		return binary{}, fmt.Errorf("%s is not a %s ELF binary: file says %q", path, arch, desc)
+	}
+	if !strings.HasSuffix(desc, ", stripped") {
+		return binary{}, fmt.Errorf("%s is not stripped: file says %q", path, desc)
+	}
+	return binary{arch: arch, path: path, size: st.Size(), file: buildIDs.ReplaceAllString(desc, "")}, nil
+}

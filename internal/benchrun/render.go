@@ -242,7 +242,7 @@ func (d *doc) summary(bins []binary) {
 		v := d.nsOrNaN(pkgFleet, m.name, "p99-µs")
 		d.p("| fleet: %s | p99 ≤ 2 s | p99 %s | %s |", m.label, fmtDur(v), verdict(v, 2e9, true))
 	}
-	d.p("| fleet-wide `forget-subject`, faults (broker restart, network cut, `kill -9`) | DESIGN §11 | measured by `make soak`: section fleet-scale | |")
+	d.p("| fleet-wide `forget-subject`, faults (broker restart, network cut, `kill -9`) | DESIGN §11 | see “Fleet at scale” below (`make soak`) | |")
 	d.p("")
 }
 

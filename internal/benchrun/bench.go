@@ -38,8 +38,9 @@ func runBench(ctx context.Context, o options, progress io.Writer) error {
 		}
 	}
 	env := environment(ctx)
+	busy := readLoad()
 	var raw bytes.Buffer
-	fmt.Fprintf(&raw, "commit: %s\ngo: %s\nopa: %s\ncount: %d\n", env.commit, env.goVersion, env.opaVersion, o.count)
+	writeRunConfig(&raw, env, o.count)
 	for _, s := range suites {
 		if !only(s.name) {
 			continue
@@ -64,6 +65,8 @@ func runBench(ctx context.Context, o options, progress io.Writer) error {
 	}
 	env.elapsed = time.Since(start)
 	env.count = o.count
+	env.others = othersSince(busy)
+	writeOthers(&raw, env.others)
 	body := render(parseResults(raw.Bytes()), env, bins, filing)
 	if o.only != "" {
 		fmt.Fprintln(progress, "-only: nothing written; the section would read:")
@@ -81,6 +84,21 @@ func runBench(ctx context.Context, o options, progress io.Writer) error {
 	}
 	fmt.Fprintf(progress, "wrote %s (section %q) and %s in %s\n", o.doc, section, o.baseline, env.elapsed.Round(time.Second))
 	return nil
+}
+
+// runConfigKeys are the configuration lines that describe a run rather than a benchmark.
+var runConfigKeys = []string{"commit", "go", "opa", "count", "others"}
+
+// writeRunConfig starts raw output with the run's configuration lines (benchfmt keys).
+func writeRunConfig(w io.Writer, e env, count int) {
+	fmt.Fprintf(w, "commit: %s\ngo: %s\nopa: %s\ncount: %d\n", e.commit, e.goVersion, e.opaVersion, count)
+}
+
+// writeOthers ends raw output with the other work measured during the run (machine.go).
+func writeOthers(w io.Writer, others float64) {
+	if others >= 0 {
+		fmt.Fprintf(w, "others: %.2f\n", others)
+	}
 }
 
 func onlyFilter(expr string) (func(string) bool, error) {
@@ -105,12 +123,15 @@ type env struct {
 	cores                 int
 	elapsed               time.Duration
 	count                 int
+	others                float64 // cores other work kept busy during the run; -1 unknown
 }
 
 func environment(ctx context.Context) env {
 	e := env{date: time.Now().UTC(), cores: runtime.NumCPU()}
 	e.commit = output(ctx, "git", "rev-parse", "--short", "HEAD")
-	e.dirty = output(ctx, "git", "status", "--porcelain", "--untracked-files=no") != ""
+	// Changes to what this command writes do not make the measured code dirty.
+	e.dirty = output(ctx, "git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+		":(exclude)BENCHMARKS.md", ":(exclude)testdata/bench") != ""
 	e.goVersion = output(ctx, goTool(), "env", "GOVERSION")
 	e.opaVersion = output(ctx, goTool(), "list", "-m", "-f", "{{.Version}}", "github.com/open-policy-agent/opa")
 	e.kernel = output(ctx, "uname", "-r")

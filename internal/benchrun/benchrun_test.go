@@ -63,7 +63,7 @@ func TestRenderShowsRatiosVerdictsAndGaps(t *testing.T) {
 		"| `match` over the Unix socket | p99 ≤ 300 µs | p99 227 µs | met |",
 		"| raw capture past `raw_image_max_s` → deleted | p99 ≤ 1 s | p99 — | not measured |",
 		"| 10,000 | 2,388 msgs/s | 2.05 s / 4.36 s |",
-		"took 11 min 03 s",
+		"took 11 min 03 s (",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
@@ -114,12 +114,12 @@ DecisionPaths/embedded/compliant-2,33773,∞,43773,∞,+29.61%,p=0.008 n=5
 `
 
 func TestCheckFailsOnlyOnSignificantSlowdownsBeyondTheThreshold(t *testing.T) {
-	changes, err := parseBenchstatCSV(sampleCSV)
+	changes, compared, err := parseBenchstatCSV(sampleCSV)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(changes) != 4 {
-		t.Fatalf("%d changes: %+v", len(changes), changes)
+	if len(changes) != 4 || compared != 5 {
+		t.Fatalf("%d compared, %d changes: %+v", compared, len(changes), changes)
 	}
 	o := options{threshold: 10, p99Threshold: 50}
 	var failing []string
@@ -135,6 +135,14 @@ func TestCheckFailsOnlyOnSignificantSlowdownsBeyondTheThreshold(t *testing.T) {
 	}
 	if (change{unit: "msgs/s", delta: -20}).slowdown() != 20 {
 		t.Error("a lower rate is not a slowdown")
+	}
+}
+
+func TestNothingComparedIsSeen(t *testing.T) {
+	// Runs benchstat put in separate tables (a configuration key that differs) have one side each.
+	_, compared, err := parseBenchstatCSV(",baseline,,,\n,sec/op,CI,,\nMatch-2,1.5e-08,∞,,\n\n,new,,,\n,sec/op,CI,,\nMatch-2,1.5e-08,∞,,\n")
+	if err != nil || compared != 0 {
+		t.Fatalf("compared %d, err %v", compared, err)
 	}
 }
 

@@ -32,7 +32,9 @@ func runCheck(ctx context.Context, o options, stdout, progress io.Writer) error 
 	if err != nil {
 		return err
 	}
+	busy := readLoad()
 	var raw bytes.Buffer
+	writeRunConfig(&raw, environment(ctx), o.count)
 	for _, s := range suites {
 		if !s.guard || !only(s.name) {
 			continue
@@ -44,6 +46,8 @@ func runCheck(ctx context.Context, o options, stdout, progress io.Writer) error 
 		}
 		raw.Write(out)
 	}
+	others := othersSince(busy)
+	writeOthers(&raw, others)
 	if err := atomicfile.WriteFile(o.out, raw.Bytes(), 0o644); err != nil {
 		return err
 	}
@@ -60,7 +64,9 @@ func runCheck(ctx context.Context, o options, stdout, progress io.Writer) error 
 	if old, cur := parseResults(baseline).cpu, parseResults(raw.Bytes()).cpu; old != cur {
 		fmt.Fprintf(stdout, "note: the baseline was recorded on %q, this run is on %q: differences may be the machine's\n\n", old, cur)
 	}
-	args := []string{"baseline=" + base, "new=" + o.out}
+	// The run's own configuration lines (commit, versions, count) differ from run to run; compared
+	// unignored, benchstat would put the two runs in separate tables instead of side by side.
+	args := []string{"-ignore", strings.Join(runConfigKeys, ","), "baseline=" + base, "new=" + o.out}
 	text, err := benchstat(ctx, args...)
 	if err != nil {
 		return err
@@ -70,9 +76,12 @@ func runCheck(ctx context.Context, o options, stdout, progress io.Writer) error 
 	if err != nil {
 		return err
 	}
-	changes, err := parseBenchstatCSV(table)
+	changes, compared, err := parseBenchstatCSV(table)
 	if err != nil {
 		return err
+	}
+	if compared == 0 {
+		return errors.New("benchstat compared no benchmark of the new run with the baseline: were they renamed? (make bench records a new baseline)")
 	}
 	var slower []change
 	for _, c := range changes {
@@ -80,7 +89,12 @@ func runCheck(ctx context.Context, o options, stdout, progress io.Writer) error 
 			slower = append(slower, c)
 		}
 	}
-	fmt.Fprintf(stdout, "Significant changes (p < 0.05): %d. ", len(changes))
+	baseOthers := parseResults(baseline).others
+	busier := others >= 0 && baseOthers >= 0 && others > baseOthers+0.25
+	if others >= 0 && baseOthers >= 0 {
+		fmt.Fprintf(stdout, "Other work on the machine: %.2f cores on average while the baseline ran, %.2f during this run.\n", baseOthers, others)
+	}
+	fmt.Fprintf(stdout, "%d figures compared; significant changes (p < 0.05): %d. ", compared, len(changes))
 	if len(slower) == 0 {
 		fmt.Fprintf(stdout, "None is a slowdown beyond %.0f %% (p99: %.0f %%).\n", o.threshold, o.p99Threshold)
 		return nil
@@ -88,6 +102,10 @@ func runCheck(ctx context.Context, o options, stdout, progress io.Writer) error 
 	fmt.Fprintf(stdout, "Slower beyond the threshold (%.0f %%; p99 %.0f %%):\n", o.threshold, o.p99Threshold)
 	for _, c := range slower {
 		fmt.Fprintf(stdout, "  %-60s %-10s %s -> %s  %+.1f %%\n", c.name, c.unit, c.old, c.new, c.delta)
+	}
+	if busier {
+		fmt.Fprintln(stdout, "The machine was busier than when the baseline was recorded: the slowdown may be the machine's.\n"+
+			"Run the check again when it is quiet before looking for a cause in the code.")
 	}
 	fmt.Fprintln(stdout, "If the slowdown is intended, record a new baseline with `make bench`.")
 	return errSlower
@@ -150,27 +168,32 @@ func (c change) slowdown() float64 {
 }
 
 // parseBenchstatCSV reads benchstat's -format csv output: per unit a header row (",UNIT,CI,UNIT,CI,vs
-// base,P") and a row per benchmark whose "vs base" is "~" when the difference is not significant.
-func parseBenchstatCSV(s string) ([]change, error) {
+// base,P") and a row per benchmark whose "vs base" is "~" when the difference is not significant. It
+// returns the significant changes and how many figures had a value on both sides.
+func parseBenchstatCSV(s string) ([]change, int, error) {
 	rd := csv.NewReader(strings.NewReader(s))
 	rd.FieldsPerRecord = -1
 	recs, err := rd.ReadAll()
 	if err != nil {
-		return nil, fmt.Errorf("benchstat csv: %w", err)
+		return nil, 0, fmt.Errorf("benchstat csv: %w", err)
 	}
 	var out []change
-	unit := ""
+	unit, compared := "", 0
 	for _, r := range recs {
 		switch {
 		case len(r) >= 3 && r[0] == "" && r[2] == "CI":
 			unit = r[1]
-		case len(r) >= 7 && r[0] != "" && r[0] != "geomean" && strings.HasSuffix(r[5], "%"):
+		case len(r) >= 7 && r[0] != "" && r[0] != "geomean" && r[1] != "" && r[3] != "":
+			compared++
+			if !strings.HasSuffix(r[5], "%") {
+				continue // "~": not significant
+			}
 			d, err := strconv.ParseFloat(strings.TrimSuffix(r[5], "%"), 64)
 			if err != nil {
-				return nil, fmt.Errorf("benchstat csv: %q: %w", r[5], err)
+				return nil, 0, fmt.Errorf("benchstat csv: %q: %w", r[5], err)
 			}
 			out = append(out, change{name: r[0], unit: unit, old: r[1], new: r[3], delta: d})
 		}
 	}
-	return out, nil
+	return out, compared, nil
 }

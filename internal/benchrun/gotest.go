@@ -79,14 +79,15 @@ func tail(s string, lines int) string {
 // results are parsed benchmark output: for each benchmark (package and name, without the Benchmark
 // prefix and the -GOMAXPROCS suffix), one sample per run, unit → value.
 type results struct {
-	runs map[string][]map[string]float64
-	cpu  string
+	runs   map[string][]map[string]float64
+	cpu    string
+	others float64 // cores other work kept busy during the run; -1 unknown
 }
 
 var procsSuffix = regexp.MustCompile(`-\d+$`)
 
 func parseResults(raw []byte) *results {
-	r := &results{runs: map[string][]map[string]float64{}}
+	r := &results{runs: map[string][]map[string]float64{}, others: -1}
 	pkg := ""
 	for _, line := range strings.Split(string(raw), "\n") {
 		if v, ok := strings.CutPrefix(line, "pkg: "); ok {
@@ -95,6 +96,12 @@ func parseResults(raw []byte) *results {
 		}
 		if v, ok := strings.CutPrefix(line, "cpu: "); ok {
 			r.cpu = strings.TrimSpace(v)
+			continue
+		}
+		if v, ok := strings.CutPrefix(line, "others: "); ok {
+			if x, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				r.others = x
+			}
 			continue
 		}
 		f := strings.Fields(line)

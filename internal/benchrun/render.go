@@ -181,9 +181,12 @@ func (d *doc) header(e env) {
 	if cpu == "" {
 		cpu = "unknown CPU"
 	}
-	d.p("Measured %s at commit `%s`%s, on %s × %d cores, %.0f GiB, Linux %s; %s, OPA %s. This run of `make bench` took %s.",
+	d.p("Measured %s at commit `%s`%s, on %s × %d cores, %.0f GiB, Linux %s; %s, OPA %s. Running the benchmarks took %s (`make bench`, after its builds).",
 		e.date.Format("2006-01-02 15:04 MST"), e.commit, dirty, cpu, e.cores, e.memGiB, e.kernel, e.goVersion, e.opaVersion,
 		fmtElapsed(e.elapsed))
+	if e.others >= 0 {
+		d.p("Other work on the machine kept %.2f cores busy on average during the run.", e.others)
+	}
 	d.p("")
 	d.p("The repeated benchmarks ran %d times each (`BENCH_COUNT`): every figure is the median of its runs, and a p50 or p99 is", e.count)
 	d.p("the percentile of the per-iteration durations within one run (median over the runs). A comparison is a ratio of two")

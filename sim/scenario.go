@@ -66,7 +66,9 @@ type SiteSpec struct {
 	// PerSite devices in each site (default 50), or Count sites with the devices spread evenly.
 	PerSite int `yaml:"per_site"`
 	Count   int `yaml:"count"`
-	// Names are the sites' display names, used in turn; default the site id.
+	// Names are the sites' display names, given in turn to the sites (PREFIX-site-001…, the ids); when
+	// there are more sites than names they come round again numbered ("Garden Court #2"), so that no two
+	// sites of a fleet look alike on the dashboard. Default: the site id.
 	Names []string `yaml:"names"`
 }
 
@@ -614,8 +616,12 @@ func (sc *Scenario) Profiles(n int) []Profile {
 	for i := range out {
 		site := fmt.Sprintf("%s-site-%03d", prefix, i/perSite+1)
 		name := site
-		if len(sc.Sites.Names) > 0 {
-			name = sc.Sites.Names[(i/perSite)%len(sc.Sites.Names)]
+		if names := sc.Sites.Names; len(names) > 0 {
+			k := i / perSite
+			name = names[k%len(names)]
+			if round := k / len(names); round > 0 {
+				name = fmt.Sprintf("%s #%d", name, round+1)
+			}
 		}
 		out[i] = Profile{ID: fmt.Sprintf("%s-%05d", prefix, i+1), Site: site, SiteName: name,
 			Adults: sc.Terminal.Adults, Residents: sc.Terminal.Residents,

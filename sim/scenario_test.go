@@ -113,7 +113,8 @@ events:
 			t.Fatalf("profile %+v", p)
 		}
 	}
-	if len(sites) != 4 || sites["gate-site-001"] != "A" || sites["gate-site-002"] != "B" || sites["gate-site-003"] != "A" {
+	if len(sites) != 4 || sites["gate-site-001"] != "A" || sites["gate-site-002"] != "B" || sites["gate-site-003"] != "A #2" ||
+		sites["gate-site-004"] != "B #2" {
 		t.Fatalf("sites %v", sites)
 	}
 	// The same seed makes the same fleet.

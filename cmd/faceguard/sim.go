@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -42,7 +43,17 @@ func runSim(ctx context.Context, e env, args []string) error {
 	prefix := fs.String("prefix", "", "device ids are `PREFIX`-00001… (default: the scenario's); give each of several sim processes its own")
 	perSite := fs.Int("per-site", 0, "terminals per simulated site (default: the scenario's)")
 	every := fs.Duration("evaluate", 0, "each agent evaluates at least this often (default: the scenario's)")
-	duration := fs.Duration("duration", -1, "stop after this long once the fleet is up; 0 runs until Ctrl-C (default: the scenario's)")
+	// Unset, the scenario says how long; a flag.Duration would need a sentinel default, and the help
+	// would show it ("default -1ns").
+	var duration *time.Duration
+	fs.Func("duration", "run for `duration` once the fleet is up; 0 runs until Ctrl-C (default: the scenario's)", func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err == nil && d < 0 {
+			err = errors.New("a duration cannot be negative")
+		}
+		duration = &d
+		return err
+	})
 	progressEvery := fs.Duration("progress", 2*time.Second, "print a progress line this often")
 	eventsLog := fs.String("events-log", "", "append every event the scenario injects to `FILE`, as JSON lines")
 	check := fs.Bool("check", true, "watch the devices' events at the broker and check at exit that every recorded event got through")
@@ -64,7 +75,7 @@ func runSim(ctx context.Context, e env, args []string) error {
 	if *every > 0 {
 		sc.Agent.EvaluateEvery = sim.Duration(*every)
 	}
-	if *duration >= 0 {
+	if duration != nil {
 		sc.Duration = sim.Duration(*duration)
 	}
 	devices := *n

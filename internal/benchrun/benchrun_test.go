@@ -85,6 +85,15 @@ func TestFormats(t *testing.T) {
 	}
 }
 
+func TestConfigValue(t *testing.T) {
+	if got := configValue([]byte(sampleRaw), "commit"); got != "abc1234" {
+		t.Errorf("commit %q", got)
+	}
+	if got := configValue([]byte(sampleRaw), "nothing"); got != "unknown" {
+		t.Errorf("missing key: %q", got)
+	}
+}
+
 func TestParseFiling(t *testing.T) {
 	rows := parseFiling([]byte("    sketch_test.go:269: measured: 10000 persons on 200 devices, 16 trials: mean error +0.085%, mean |error| 0.380%, RMS 0.483%, worst 1.060% (standard error 0.812%); mean sketch 407 B\n"))
 	if len(rows) != 1 || rows[0] != (filingRow{persons: 10000, devices: 200, trials: 16, mean: 0.085, meanAbs: 0.38, rms: 0.483, worst: 1.06, se: 0.812, sketchBytes: 407}) {

@@ -33,8 +33,9 @@ func runCheck(ctx context.Context, o options, stdout, progress io.Writer) error 
 		return err
 	}
 	busy := readLoad()
+	env := environment(ctx)
 	var raw bytes.Buffer
-	writeRunConfig(&raw, environment(ctx), o.count)
+	writeRunConfig(&raw, env, o.count)
 	for _, s := range suites {
 		if !s.guard || !only(s.name) {
 			continue
@@ -89,6 +90,11 @@ func runCheck(ctx context.Context, o options, stdout, progress io.Writer) error 
 			slower = append(slower, c)
 		}
 	}
+	dirty := ""
+	if env.dirty {
+		dirty = " with uncommitted changes"
+	}
+	fmt.Fprintf(stdout, "Baseline measured at commit %s; this run at commit %s%s.\n", configValue(baseline, "commit"), env.commit, dirty)
 	baseOthers := parseResults(baseline).others
 	busier := others >= 0 && baseOthers >= 0 && others > baseOthers+0.25
 	if others >= 0 && baseOthers >= 0 {
@@ -196,4 +202,14 @@ func parseBenchstatCSV(s string) ([]change, int, error) {
 		}
 	}
 	return out, compared, nil
+}
+
+// configValue is the value of a configuration line of raw benchmark output, or "unknown".
+func configValue(raw []byte, key string) string {
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, key+": "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
 }

@@ -159,9 +159,10 @@ func TestFleetScale(t *testing.T) {
 
 	// ---- forget: a fleet-wide forget-subject through the API, as `faceguard fleet forget` sends it.
 	fig.forget = forgetFleetWide(t, ctl, st, profiles)
-	t.Logf("forget-subject: issued in %s; %d devices answered, %d with a receipt; first answer after %s, half after %s, the last after %s",
-		fig.forget.issued.Round(time.Millisecond), fig.forget.answered, fig.forget.deleted, fig.forget.first.Round(time.Millisecond),
-		fig.forget.p50.Round(time.Millisecond), fig.forget.last.Round(time.Millisecond))
+	t.Logf("forget-subject: issued in %s; %d devices answered, %d with a receipt; first answer after %s, half after %s, the last after %s; "+
+		"the agents purged after %s, their receipts reached the controller %s later", fig.forget.issued.Round(time.Millisecond),
+		fig.forget.answered, fig.forget.deleted, fig.forget.first.Round(time.Millisecond), fig.forget.p50.Round(time.Millisecond),
+		fig.forget.last.Round(time.Millisecond), dist(fig.forget.purged), dist(fig.forget.received))
 	fig.phases = append(fig.phases, meter.phase("fleet-wide forget-subject"))
 
 	// ---- the broker restarts under the whole fleet; some devices record violations while it is down.
@@ -420,6 +421,9 @@ type forgetResult struct {
 	// issued is the API request's time: the controller recorded the command with a pending answer for
 	// every device and published it.
 	issued, first, p50, last, done time.Duration
+	// purged are the times from the request to each agent's deletion receipt (its receipt event's "at"),
+	// received from that to the controller's receipt of the event, each sorted.
+	purged, received []time.Duration
 }
 
 // forgetFleetWide asks the controller's API for a fleet-wide forget-subject, as `faceguard fleet
@@ -468,6 +472,25 @@ func forgetFleetWide(t *testing.T, ctl *controllerProc, st *sqlstore.Store, prof
 		}
 		out.deleted += fr.Deleted
 		times = append(times, res.UpdatedAt.Sub(start))
+		if len(fr.Receipts) == 0 {
+			continue
+		}
+		evs, err := st.Events(ctx, res.Dev, []string{wire.EventReceipt}, time.Time{}, 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if slices.Contains(e.Receipts, fr.Receipts[0]) {
+				out.purged = append(out.purged, e.At.Sub(start))
+				out.received = append(out.received, e.ReceivedAt.Sub(e.At))
+				break
+			}
+		}
+	}
+	slices.Sort(out.purged)
+	slices.Sort(out.received)
+	if len(out.purged) != out.deleted {
+		t.Errorf("%d deletion receipts at the controller for %d deletions", len(out.purged), out.deleted)
 	}
 	if len(results) != len(profiles) {
 		t.Errorf("the forget-subject went to %d devices, the fleet has %d", len(results), len(profiles))
@@ -479,7 +502,8 @@ func forgetFleetWide(t *testing.T, ctl *controllerProc, st *sqlstore.Store, prof
 	return out
 }
 
-// restartResult is what a broker restart under the fleet came to.
+// restartResult is what a broker restart under the fleet came to: down from the stop to the start,
+// the other times from the start on (Mosquitto loading its saved sessions is part of them).
 type restartResult struct {
 	down, reconnected, atController time.Duration
 	// reconnects are the times from the broker's start to each device connected again, sorted.
@@ -507,9 +531,11 @@ func restartUnderFleet(t *testing.T, mq *testbroker.Mosquitto, ctl *controllerPr
 	}
 	prompts(t, shardOf, flipped, true)
 	out.recordedWhileDown = len(flipped)
-	mq.Start()
+	// From the moment the broker is started: a device (and the controller) may be back before Start
+	// returns, and its online state must count as after the restart.
 	up := time.Now()
 	out.down = up.Sub(stopped)
+	mq.Start()
 	for _, r := range broadcast(t, sh, shardRequest{Op: "connected"}) {
 		for _, at := range r.At {
 			out.reconnects = append(out.reconnects, max(time.Unix(0, at).Sub(up), 0))
@@ -1375,8 +1401,10 @@ func (f fleetFigures) markdown(s scale) string {
 	w("| … of which: judged → received by the controller | %s | |\n", dist(f.viol.received))
 	w("| fleet-wide `forget-subject` → every device's answer stored: issued / half / last (%s answers, %s receipts) | %s / %s / %s | ≤ 30 s |\n",
 		thousands(f.forget.answered), thousands(f.forget.deleted), secs(f.forget.issued), secs(f.forget.p50), secs(f.forget.last))
-	w("| broker restart: back up → each device reconnected, p50 / p99 / last | %s | |\n", dist(f.restart.reconnects))
-	w("| broker restart: back up → every device online again at the controller | %s | |\n", secs(f.restart.atController))
+	w("| … of which: request → the agent's deletion receipt, p50 / p99 / last | %s | |\n", dist(f.forget.purged))
+	w("| … of which: receipt → received by the controller, p50 / p99 / max | %s | |\n", dist(f.forget.received))
+	w("| broker restart: started again → each device reconnected, p50 / p99 / last | %s | |\n", dist(f.restart.reconnects))
+	w("| broker restart: started again → every device online again at the controller | %s | |\n", secs(f.restart.atController))
 	w("| events lost / duplicates after deduplication, the whole run | 0 / 0 (%s events, %s receipts checked against the audit chains) | 0 / 0 |\n",
 		thousands(f.delivered.recorded), thousands(f.delivered.receipts))
 	w("| controller CPU, the whole run (%s) | %s | |\n", secs(f.machine.wall), secs(f.machine.cpu.ctl))

@@ -229,7 +229,8 @@ type Recorder struct {
 	notify chan struct{}
 }
 
-// Record connects a subscriber to brokerURL (clean session, its own client id) for filter.
+// Record connects a subscriber to brokerURL (clean session, its own client id) for filter. It returns
+// once the broker has acknowledged the subscription, so that nothing published after it is missed.
 func Record(t testing.TB, brokerURL, filter string) *Recorder {
 	return record(t, brokerURL, filter, true)
 }
@@ -243,11 +244,15 @@ func RecordPersistent(t testing.TB, brokerURL, filter string) *Recorder {
 func record(t testing.TB, brokerURL, filter string, clean bool) *Recorder {
 	t.Helper()
 	r := &Recorder{notify: make(chan struct{}, 1)}
+	// paho runs the connect handler in a goroutine of its own, after Connect's token completes: the
+	// subscription is not there yet when Connect returns.
+	subscribed := make(chan struct{})
+	var once sync.Once
 	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID(fmt.Sprintf("recorder-%d", time.Now().UnixNano())).
 		SetCleanSession(clean).SetOrderMatters(false).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(time.Second).
 		SetOnConnectHandler(func(c paho.Client) {
-			c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
+			tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
 				r.mu.Lock()
 				r.msgs = append(r.msgs, Message{Topic: m.Topic(), Payload: bytes.Clone(m.Payload()), Retained: m.Retained(), At: time.Now()})
 				r.mu.Unlock()
@@ -255,7 +260,10 @@ func record(t testing.TB, brokerURL, filter string, clean bool) *Recorder {
 				case r.notify <- struct{}{}:
 				default:
 				}
-			}).WaitTimeout(5 * time.Second)
+			})
+			if tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
+				once.Do(func() { close(subscribed) })
+			}
 		})
 	r.client = paho.NewClient(opts)
 	tok := r.client.Connect()
@@ -263,6 +271,11 @@ func record(t testing.TB, brokerURL, filter string, clean bool) *Recorder {
 		t.Fatalf("recorder connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { r.client.Disconnect(100) })
+	select {
+	case <-subscribed:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("recorder: the broker did not acknowledge the subscription to %s within 10s", filter)
+	}
 	return r
 }
 

@@ -86,6 +86,7 @@ func TestFleetScale(t *testing.T) {
 	mq := testbroker.StartMosquitto(t, testbroker.MosquittoOptions{})
 	dbPath := filepath.Join(t.TempDir(), "fleet.db") // on disk, as a controller's store is
 	ctl := startControllerProcess(t, bin, mq.URL(), keysDir, dbPath)
+	waitControllerSubscribed(t, mq.URL())
 	// The test reads the controller's store from its file (WAL: readers do not stop the writer), so that
 	// its looks cost the controller nothing.
 	st, err := sqlstore.Open(ctx, dbPath, sqlstore.Options{})

@@ -197,8 +197,24 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.ctl.Close(); st.Close() })
+	waitControllerSubscribed(t, r.mq.URL())
 	r.rec = testbroker.RecordPersistent(t, r.mq.URL(), wire.Root+"/dev/+/"+wire.KindEvent)
 	return r
+}
+
+// waitControllerSubscribed waits for the controller's retained online state, which it publishes once the
+// broker has acknowledged its subscriptions. Start returns when it is connected, before that: an event
+// a device published in between would not be queued for the controller's new session, and would be lost
+// to it (a busy machine made TestClockJump fail so).
+func waitControllerSubscribed(t testing.TB, brokerURL string) {
+	t.Helper()
+	testbroker.Record(t, brokerURL, wire.ControllerStateTopic).WaitFor(t, patience, "the controller's online state",
+		func(m testbroker.Message) bool {
+			var st struct {
+				State string `json:"state"`
+			}
+			return json.Unmarshal(m.Payload, &st) == nil && st.State == wire.StateOnline
+		})
 }
 
 // fleetOptions are the suite's defaults for a fleet on the rig.

@@ -103,9 +103,13 @@ func (c *Controller) Connected() bool {
 }
 
 // Start connects to the broker, subscribes, and starts the workers and the housekeeping loop, which run
-// until Close. It returns once the first connection is made, or when ctx ends (ctx bounds the wait only).
+// until Close. It returns once the first connection is made and its subscriptions are acknowledged (so a
+// device event published after Start returns reaches this controller), or when ctx ends (ctx bounds the
+// wait only).
 func (c *Controller) Start(ctx context.Context) error {
 	wait := ctx
+	subscribed := make(chan struct{})
+	var once sync.Once
 	ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	online, _ := json.Marshal(map[string]any{"state": wire.StateOnline, "id": c.opts.ClientID, "ts": c.clock.Now().UTC()})
 	offline, _ := json.Marshal(map[string]any{"state": wire.StateOffline, "id": c.opts.ClientID, "reason": "lwt"})
@@ -123,7 +127,11 @@ func (c *Controller) Start(ctx context.Context) error {
 		SetOnConnectHandler(func(cl paho.Client) {
 			c.connected.Store(true)
 			c.log.Info("connected to the broker", "broker", c.opts.BrokerURL)
-			go c.subscribe(cl, online)
+			go func() {
+				if c.subscribe(cl, online) {
+					once.Do(func() { close(subscribed) })
+				}
+			}()
 		})
 	if c.opts.TLS != nil {
 		o.SetTLSConfig(c.opts.TLS)
@@ -141,7 +149,15 @@ func (c *Controller) Start(ctx context.Context) error {
 	go func() { defer c.wg.Done(); c.housekeeping(ctx) }()
 	select {
 	case <-tok.Done():
-		return tok.Error()
+		if err := tok.Error(); err != nil {
+			return err
+		}
+	case <-wait.Done():
+		return wait.Err()
+	}
+	select {
+	case <-subscribed:
+		return nil
 	case <-wait.Done():
 		return wait.Err()
 	}
@@ -149,7 +165,8 @@ func (c *Controller) Start(ctx context.Context) error {
 
 // subscribe asks for every device-side topic: the retained ones for every controller (each keeps the
 // device state, idempotently), the per-message ones shared so that controllers split the work.
-func (c *Controller) subscribe(cl paho.Client, online []byte) {
+// It reports whether the broker acknowledged the subscriptions.
+func (c *Controller) subscribe(cl paho.Client, online []byte) bool {
 	filters := map[string]byte{}
 	for _, kind := range []string{wire.KindState, wire.KindBirth, wire.KindCompliance, wire.KindSubjects} {
 		filters[wire.Root+"/dev/+/"+kind] = 1
@@ -163,9 +180,10 @@ func (c *Controller) subscribe(cl paho.Client, online []byte) {
 	}
 	if tok := cl.SubscribeMultiple(filters, nil); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 		c.log.Error("subscribe failed; reconnecting will try again", "err", tok.Error())
-		return
+		return false
 	}
 	cl.Publish(wire.ControllerStateTopic, 1, true, online)
+	return true
 }
 
 // onMessage runs on paho's goroutine for the message (OrderMatters is off): waiting here for room in the

@@ -289,6 +289,9 @@ func (l *Link) drain(ctx context.Context) {
 	for {
 		if l.Connected() {
 			if n, err := l.drainOnce(ctx); err != nil {
+				if ctx.Err() != nil {
+					return // stopping: what was not sent stays in the outbox for the next start
+				}
 				l.log.Error("drain outbox", "err", err)
 			} else if n > 0 {
 				continue // more may be waiting

@@ -11,8 +11,9 @@ OPA        := $(GO) tool opa
 TERMINALS  := $(sort $(wildcard testdata/terminals/*))
 
 # Debian packages the tests need; tests start their own servers on free ports. Mosquitto is the interop
-# broker, PostgreSQL the shared fleet store, Chromium renders the dashboard in its browser test.
-DEB_PACKAGES := mosquitto mosquitto-clients postgresql chromium
+# broker, PostgreSQL the shared fleet store, Chromium renders the dashboard in its browser test, Python
+# checks an exported audit chain with nothing of ours (agent/store).
+DEB_PACKAGES := mosquitto mosquitto-clients postgresql chromium python3
 
 .PHONY: all build deps test test-go test-policy lint bench bench-check deps-cross cross demo check-examples fuzz soak clean
 

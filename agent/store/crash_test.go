@@ -22,12 +22,12 @@ const (
 	crashChildStart = "FACEGUARD_STORE_CRASH_START"
 )
 
-// TestCrashChild is the child: it is skipped unless the parent started it. After each commit it prints
+// TestCrashChild is the child: it returns at once unless the parent started it. After each commit it prints
 // "committed N" on stdout; the parent then requires transaction N to be in the file.
 func TestCrashChild(t *testing.T) {
 	path := os.Getenv(crashChildDB)
 	if path == "" {
-		t.Skip("the child process of TestCrashKill9")
+		return // not started by TestCrashKill9: nothing to do
 	}
 	start, err := strconv.Atoi(os.Getenv(crashChildStart))
 	if err != nil {
@@ -67,9 +67,6 @@ func TestCrashChild(t *testing.T) {
 }
 
 func TestCrashKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts child processes")
-	}
 	path := filepath.Join(t.TempDir(), "agent.db")
 	committed := map[int]bool{}
 	next := 0

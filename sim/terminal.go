@@ -405,25 +405,6 @@ func (t *Terminal) writeStatus(now time.Time) (changed bool, err error) {
 
 // ---------------------------------------------------------------- gallery.db
 
-// gallerySchema is the contract's two tables (docs/terminal.md).
-const gallerySchema = `
-CREATE TABLE subjects (
-  subject_ref  TEXT PRIMARY KEY,
-  template     BLOB,
-  age_band     TEXT NOT NULL DEFAULT 'unknown',
-  stored_at    TEXT NOT NULL DEFAULT 'device',
-  enrolled_at  TEXT NOT NULL,
-  last_used_at TEXT
-);
-CREATE TABLE consents (
-  id           INTEGER PRIMARY KEY,
-  subject_ref  TEXT NOT NULL,
-  basis        TEXT NOT NULL,
-  guardian_ref TEXT,
-  granted_at   TEXT NOT NULL,
-  withdrawn_at TEXT
-);`
-
 // openGallery opens the gallery as the terminal software does: one connection, waiting for the agent's
 // locks rather than failing, a small page cache. It is opened for each use and closed after, so that an
 // idle simulated terminal holds no SQLite connection (thousands of them share one process).
@@ -460,7 +441,7 @@ func (t *Terminal) createGallery(ctx context.Context, now time.Time) error {
 	if _, err := db.ExecContext(ctx, `PRAGMA journal_mode=WAL`); err != nil {
 		return fmt.Errorf("sim: gallery: %w", err)
 	}
-	if _, err := db.ExecContext(ctx, gallerySchema); err != nil {
+	if _, err := db.ExecContext(ctx, fsterm.GallerySchema); err != nil {
 		return fmt.Errorf("sim: gallery: %w", err)
 	}
 	var subjects []enrolment

@@ -13,24 +13,8 @@ import (
 	"github.com/faceguard/faceguard/device"
 )
 
-// gallerySchema is the schema of docs/terminal.md.
-const gallerySchema = `
-CREATE TABLE subjects (
-  subject_ref  TEXT PRIMARY KEY,
-  template     BLOB,
-  age_band     TEXT NOT NULL DEFAULT 'unknown',
-  stored_at    TEXT NOT NULL DEFAULT 'device',
-  enrolled_at  TEXT NOT NULL,
-  last_used_at TEXT
-);
-CREATE TABLE consents (
-  id           INTEGER PRIMARY KEY,
-  subject_ref  TEXT NOT NULL,
-  basis        TEXT NOT NULL,
-  guardian_ref TEXT,
-  granted_at   TEXT NOT NULL,
-  withdrawn_at TEXT
-);`
+// gallerySchema is the contract's schema, as a terminal creates it.
+const gallerySchema = GallerySchema
 
 // ago renders testNow minus d as the terminal writes times, in another zone than the clock's on purpose.
 func ago(d time.Duration) string { return testNow.Add(-d).UTC().Format(time.RFC3339Nano) }

@@ -14,6 +14,27 @@ import (
 // never waits behind a purge holding one, few enough to stay out of the terminal software's way.
 const galleryMaxConns = 4
 
+// GallerySchema is the terminal software's two tables of gallery.db as docs/terminal.md specifies them,
+// for a terminal (or the simulator) that creates a gallery. The agent only reads them, and adds its own
+// faceguard_quarantine table and an index.
+const GallerySchema = `
+CREATE TABLE subjects (
+  subject_ref  TEXT PRIMARY KEY,
+  template     BLOB,
+  age_band     TEXT NOT NULL DEFAULT 'unknown',
+  stored_at    TEXT NOT NULL DEFAULT 'device',
+  enrolled_at  TEXT NOT NULL,
+  last_used_at TEXT
+);
+CREATE TABLE consents (
+  id           INTEGER PRIMARY KEY,
+  subject_ref  TEXT NOT NULL,
+  basis        TEXT NOT NULL,
+  guardian_ref TEXT,
+  granted_at   TEXT NOT NULL,
+  withdrawn_at TEXT
+);`
+
 // quarantineTable is the one table the agent adds to the terminal's gallery. With consentsIndex, the
 // only changes it makes to the gallery's schema.
 const quarantineTable = `CREATE TABLE IF NOT EXISTS faceguard_quarantine (

@@ -194,17 +194,8 @@ _purge_now := {[_action_rank.purge_withdrawn_subjects, "purge_withdrawn_subjects
 
 _actions := [k[1] | some k in _with_alternatives(_base_actions)]
 
-# Counts per severity. In the common case the violations' severity ranks are single digits: joined, and
-# each digit counted, that is four builtin calls and no comprehension per severity.
-_counts := {
-	"critical": strings.count(ranks, "0"),
-	"high": strings.count(ranks, "1"),
-	"medium": strings.count(ranks, "2"),
-	"low": strings.count(ranks, "3"),
-} if {
-	count(_keyed) == count(_failing)
-	ranks := concat("", [k[0] | some k in _keyed])
-} else := object.union(_clean.counts, {s: count([1 | some v in vs; v.severity == s]) |
+# Counts per severity, every severity present. (A complete document counts in _complete, from the keys.)
+_counts := object.union(_clean.counts, {s: count([1 | some v in vs; v.severity == s]) |
 	some s in {v.severity | some v in vs}
 }) if {
 	vs := _violations

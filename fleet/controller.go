@@ -42,7 +42,8 @@ type Options struct {
 	SubjectKey []byte
 	// CommandTTL is how long a command stays valid; default 24 h.
 	CommandTTL time.Duration
-	// Workers apply messages to the store in parallel; default 8.
+	// Workers apply messages to the store in parallel; default 64. On SQLite the writes of the workers
+	// waiting at the same moment share one commit (sqlstore group commit), so more workers, bigger batches.
 	Workers int
 	Clock   clock.Clock
 	Logger  *slog.Logger
@@ -78,7 +79,7 @@ func NewController(opts Options) (*Controller, error) {
 		opts.CommandTTL = 24 * time.Hour
 	}
 	if opts.Workers == 0 {
-		opts.Workers = 8
+		opts.Workers = 64
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}

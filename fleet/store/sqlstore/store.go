@@ -71,8 +71,14 @@ type Store struct {
 	// and r a few query-only connections, which WAL lets read while w writes.
 	w, r *sql.DB
 
-	// retries counts transactions run again after a deadlock or serialisation failure.
-	retries atomic.Int64
+	// group batches SQLite's writes into shared commits (group.go); nil on PostgreSQL, whose pool
+	// commits in parallel.
+	group *groupCommit
+
+	// retries counts transactions run again after a deadlock or serialisation failure; batches counts
+	// SQLite transactions that committed several writes, splits those whose writes had to run again
+	// one at a time because one of them failed.
+	retries, batches, splits atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -198,7 +204,9 @@ func openSQLite(dsn string, opts Options) (*Store, error) {
 	}
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	return &Store{d: sqlite, w: w, r: r}, nil
+	s := &Store{d: sqlite, w: w, r: r}
+	s.group = newGroupCommit(s)
+	return s, nil
 }
 
 // checkWAL makes sure the write connection is what concurrent reads and durability rely on, rather than
@@ -224,6 +232,9 @@ func checkWAL(db *sql.DB) error {
 // Close closes the store.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.group != nil {
+			s.group.close()
+		}
 		errs := []error{s.w.Close()}
 		if s.r != s.w {
 			errs = append(errs, s.r.Close())
@@ -323,9 +334,16 @@ func (t *tx) queryRow(q string, args ...any) *sql.Row {
 	return t.tx.QueryRowContext(t.ctx, t.d.rebind(q), args...)
 }
 
-// write runs fn in a write transaction and commits it, running it again (from the start: fn must not
-// carry state across attempts) when the database asks for it.
+// write runs fn in a write transaction and commits it. On SQLite the transaction may be shared with
+// other writes that queued at the same time (group.go); on PostgreSQL it is fn's own, run again when the
+// database asks for it. Either way fn may run more than once and must not carry state across attempts.
 func (s *Store) write(ctx context.Context, op string, fn func(t *tx) error) error {
+	if s.group != nil {
+		if err := s.group.write(ctx, fn); err != nil {
+			return fmt.Errorf("fleet store: %s: %w", op, err)
+		}
+		return nil
+	}
 	for attempt := 1; ; attempt++ {
 		err := s.runTx(ctx, s.w, nil, fn)
 		if err == nil {

@@ -60,8 +60,10 @@ type Options struct {
 	// OnConnect is called (in its own goroutine) after every successful connection, once subscriptions
 	// are requested: the agent enqueues its birth and state there.
 	OnConnect func()
-	KeepAlive         time.Duration // default 30 s
-	ReconnectJitter   time.Duration // up to this much random delay before each reconnect; default 5 s
+	KeepAlive time.Duration // default 30 s
+	// ReconnectJitter is the random delay before a reconnect: up to this much before the first attempt,
+	// the window doubling with each attempt that fails, up to MaxReconnectDelay (default 5 s).
+	ReconnectJitter   time.Duration
 	MaxReconnectDelay time.Duration // default 60 s
 	DrainWindow       int           // outbox rows in flight at once; default 32
 	AckTimeout        time.Duration // how long to wait for a PUBACK before re-sending; default 30 s
@@ -82,6 +84,10 @@ type Link struct {
 	epoch     atomic.Uint64
 	connected atomic.Bool
 	dropped   atomic.Uint64 // inbound messages not taken because the inbox was full
+	// attempts counts the connection attempts since the last success (or start); everConnected tells
+	// the first connection's retries from reconnects.
+	attempts      atomic.Int64
+	everConnected atomic.Bool
 
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
@@ -173,10 +179,16 @@ func (l *Link) clientOptions() *mqtt.ClientOptions {
 			// a fleet that lost its broker must not come back in lock-step.
 			l.epoch.Add(1)
 			l.connected.Store(false)
-			time.Sleep(jitter(l.opts.ReconnectJitter))
+			time.Sleep(l.backoff())
 		}).
 		SetConnectionAttemptHandler(func(_ *url.URL, cfg *tls.Config) *tls.Config {
 			l.epoch.Add(1)
+			if !l.everConnected.Load() && l.attempts.Load() > 0 {
+				// The first connection's retries (a building powered up at once) spread the same way.
+				time.Sleep(l.backoff())
+			} else if !l.everConnected.Load() {
+				l.attempts.Add(1)
+			}
 			return cfg
 		})
 	if l.opts.TLS != nil {
@@ -186,6 +198,24 @@ func (l *Link) clientOptions() *mqtt.ClientOptions {
 		o.SetUsername(l.opts.Username).SetPassword(l.opts.Password)
 	}
 	return o
+}
+
+// backoff is the random wait before the next connection attempt: "full jitter" over a window that
+// doubles with every failed attempt. The first reconnect after a loss waits up to ReconnectJitter; when
+// the broker is overloaded (ten thousand devices back at once after a restart, its listen queue
+// overflowing) the attempts that fail spread over ever wider windows instead of retrying together.
+func (l *Link) backoff() time.Duration {
+	n := l.attempts.Add(1)
+	return jitter(backoffWindow(l.opts.ReconnectJitter, l.opts.MaxReconnectDelay, n))
+}
+
+// backoffWindow is base doubled for every attempt after the first, at most max.
+func backoffWindow(base, max time.Duration, attempt int64) time.Duration {
+	w := base
+	for i := int64(1); i < attempt && w < max; i++ {
+		w *= 2
+	}
+	return min(w, max)
 }
 
 func jitter(max time.Duration) time.Duration {
@@ -251,6 +281,8 @@ func (l *Link) Close() {
 func (l *Link) onConnect(c mqtt.Client) {
 	l.epoch.Add(1)
 	l.connected.Store(true)
+	l.everConnected.Store(true)
+	l.attempts.Store(0)
 	l.log.Info("connected", "broker", l.opts.BrokerURL)
 	// Subscribing here, on every connection, because a broker may have lost the session.
 	filters := map[string]byte{}

@@ -37,6 +37,7 @@ import (
 	"github.com/faceguard/faceguard/fleet"
 	"github.com/faceguard/faceguard/fleet/dashboard"
 	"github.com/faceguard/faceguard/fleet/store/sqlstore"
+	"github.com/faceguard/faceguard/internal/netfault"
 	"github.com/faceguard/faceguard/internal/testbroker"
 	"github.com/faceguard/faceguard/policies"
 	"github.com/faceguard/faceguard/sim"
@@ -63,7 +64,11 @@ func TestPrivacyNothingIdentifyingLeavesTheDevice(t *testing.T) {
 	mq := testbroker.StartMosquitto(t, testbroker.MosquittoOptions{})
 	// Devices and controller talk through the recording proxy; the subscriber to "#" is the controller's
 	// view of the broker.
-	proxy := testbroker.StartProxy(t, mq.URL())
+	proxy, proxyURL, err := netfault.ForURL(mq.URL(), netfault.Record())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
 	everything := testbroker.Record(t, mq.URL(), "#")
 
 	dbPath := filepath.Join(t.TempDir(), "fleet.db")
@@ -72,7 +77,7 @@ func TestPrivacyNothingIdentifyingLeavesTheDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	c, err := fleet.NewController(fleet.Options{Store: st, BrokerURL: proxy.URL(), ClientID: "ctl-privacy",
+	c, err := fleet.NewController(fleet.Options{Store: st, BrokerURL: proxyURL, ClientID: "ctl-privacy",
 		CommandKey: k.cmdPriv, SubjectKey: k.subject, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +109,7 @@ func TestPrivacyNothingIdentifyingLeavesTheDevice(t *testing.T) {
 			MinorWithoutGuardian: true, UnconsentedSubject: true, EnrolEvery: 500 * time.Millisecond},
 		{ID: "pv-room-1", Site: "privacy-hotel", HotelRoom: true, PublicPlace: true, TemplateUpload: true, RawBacklog: 3, Adults: 3},
 	}
-	fl, err := sim.StartFleet(ctx, sim.FleetOptions{Dir: t.TempDir(), Profiles: profiles, BrokerURL: proxy.URL(),
+	fl, err := sim.StartFleet(ctx, sim.FleetOptions{Dir: t.TempDir(), Profiles: profiles, BrokerURL: proxyURL,
 		ControllerKey: k.cmdPub, SubjectKey: k.subject, Engine: eng, EvaluateEvery: time.Hour,
 		ReconnectJitter: 50 * time.Millisecond, Logger: logger})
 	if err != nil {
@@ -343,8 +348,12 @@ func TestPrivacyNothingIdentifyingLeavesTheDevice(t *testing.T) {
 			t.Errorf("nothing that was recorded shows %q: the recording missed part of the run", want)
 		}
 	}
-	if proxy.Total() < 100<<10 {
-		t.Errorf("the proxy carried only %d bytes", proxy.Total())
+	carried := 0
+	for _, s := range proxy.Streams() {
+		carried += s.Len()
+	}
+	if carried < 100<<10 {
+		t.Errorf("the proxy carried only %d bytes", carried)
 	}
 
 	leaks := 0

@@ -17,6 +17,7 @@ import (
 	"github.com/faceguard/faceguard/agent/store"
 	"github.com/faceguard/faceguard/device/fsterm"
 	"github.com/faceguard/faceguard/internal/clock"
+	"github.com/faceguard/faceguard/internal/netfault"
 )
 
 // DefaultMaxEvaluations is how many evaluations a simulated agent's store keeps (the agent's own
@@ -55,10 +56,16 @@ type DeviceOptions struct {
 	InboxSize int
 	Clock     clock.Clock  // nil: the system clock; a *JumpClock makes the device's wall clock jump
 	Logger    *slog.Logger // nil: discard
-	// Killable routes the agent's MQTT connection through a relay of the simulator's, so that Kill can
-	// cut it the way a crash does. It costs a listening socket, two more connections and two goroutines.
+	// Killable routes the agent's MQTT connection through a relay of the simulator's (a netfault proxy),
+	// so that Kill can cut it the way a crash or a power cut does: the broker sees the socket reset
+	// without an MQTT DISCONNECT and publishes the agent's last will, which a cancelled agent.Run never
+	// lets happen (it publishes its offline state). It costs a listening socket, two more connections and
+	// two goroutines.
 	Killable bool
 }
+
+// ErrNotKillable is returned by Device.Kill for a device started without DeviceOptions.Killable.
+var ErrNotKillable = errors.New("sim: the device was not started killable")
 
 // Device is one simulated device: a fake terminal, a real agent judging it through fsterm, the agent's
 // store, and the agent's MQTT connection. The agent can crash and be restarted on its store (Crash,
@@ -89,7 +96,7 @@ type agentRun struct {
 	fst    *fsterm.Terminal
 	store  *store.Store
 	agent  *agent.Agent
-	relay  *killSwitch
+	relay  *netfault.Proxy
 	stop   context.CancelFunc
 	exited chan struct{}
 	err    error
@@ -171,9 +178,9 @@ func (d *Device) startAgent() error {
 	}
 	brokerURL := opts.BrokerURL
 	if opts.Killable && brokerURL != "" {
-		if r.relay, brokerURL, err = newKillSwitch(brokerURL); err != nil {
+		if r.relay, brokerURL, err = netfault.ForURL(brokerURL); err != nil {
 			r.close()
-			return err
+			return fmt.Errorf("sim: device %s: kill switch: %w", id, err)
 		}
 	}
 	r.agent, err = agent.New(agent.Options{
@@ -213,7 +220,8 @@ func (r *agentRun) close() error {
 // halt stops the run's agent, severing its connection first when sever is set, and closes its parts.
 func (r *agentRun) halt(sever bool) error {
 	if sever && r.relay != nil {
-		r.relay.sever()
+		// A reset without an MQTT DISCONNECT, as when the process dies: the broker publishes the will.
+		r.relay.Drop()
 	}
 	r.stop()
 	<-r.exited

@@ -9,11 +9,16 @@
 //     (RST, nothing flushed) and new ones are reset as soon as they arrive.
 //   - Restore mends either.
 //
+// Drop is also how the simulator kills an agent the way a crash does (the broker sees a reset, not an MQTT
+// DISCONNECT, and publishes the last will), and a proxy started with Record keeps every byte it carried,
+// both ways, for a test that must inspect everything that crossed the wire.
+//
 // It forwards bytes as they are and knows nothing of the protocol above. It is for tests and load: it
 // listens on loopback only.
 package netfault
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -79,8 +84,52 @@ type Proxy struct {
 	held   map[net.Conn]struct{}
 	closed bool
 
+	record  bool
+	streams []*Stream // with record: one per direction of each forwarded connection, in order
+
 	accepted, forwarded, heldN, reset atomic.Int64
 	wg                                sync.WaitGroup
+}
+
+// Option configures a proxy.
+type Option func(*Proxy)
+
+// Record keeps every byte the proxy forwards (Streams).
+func Record() Option { return func(p *Proxy) { p.record = true } }
+
+// Stream is what one direction of one connection carried, with Record.
+type Stream struct {
+	// Upstream is client → server; otherwise server → client.
+	Upstream bool
+	mu       sync.Mutex
+	buf      bytes.Buffer
+}
+
+// Bytes returns a copy of what the stream carried so far.
+func (s *Stream) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.buf.Bytes())
+}
+
+// Len is how many bytes the stream carried so far.
+func (s *Stream) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Len()
+}
+
+func (s *Stream) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(b)
+}
+
+// Streams returns, with Record, every direction of every connection forwarded so far.
+func (p *Proxy) Streams() []*Stream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*Stream(nil), p.streams...)
 }
 
 // link is one forwarded connection: the client's side and the server's.
@@ -91,7 +140,7 @@ type link struct {
 }
 
 // Listen starts a proxy to target ("host:port") on a free loopback port.
-func Listen(target string) (*Proxy, error) {
+func Listen(target string, opts ...Option) (*Proxy, error) {
 	if _, _, err := net.SplitHostPort(target); err != nil {
 		return nil, fmt.Errorf("netfault: target %q: %w", target, err)
 	}
@@ -102,6 +151,9 @@ func Listen(target string) (*Proxy, error) {
 	gate := make(chan struct{})
 	close(gate)
 	p := &Proxy{ln: ln, target: target, gate: gate, links: map[*link]struct{}{}, held: map[net.Conn]struct{}{}}
+	for _, o := range opts {
+		o(p)
+	}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -109,12 +161,12 @@ func Listen(target string) (*Proxy, error) {
 
 // ForURL starts a proxy to the host of a server URL (tcp://host:port, mqtt://…) and returns it with the
 // same URL pointed at the proxy.
-func ForURL(serverURL string) (*Proxy, string, error) {
+func ForURL(serverURL string, opts ...Option) (*Proxy, string, error) {
 	u, err := url.Parse(serverURL)
 	if err != nil || u.Host == "" {
 		return nil, "", fmt.Errorf("netfault: server url %q: want scheme://host:port", serverURL)
 	}
-	p, err := Listen(u.Host)
+	p, err := Listen(u.Host, opts...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -296,21 +348,26 @@ func (p *Proxy) connect(client net.Conn) {
 		return
 	}
 	p.links[l] = struct{}{}
+	var up, down *Stream
+	if p.record {
+		up, down = &Stream{Upstream: true}, &Stream{}
+		p.streams = append(p.streams, up, down)
+	}
 	p.mu.Unlock()
 	p.forwarded.Add(1)
 	var pumps sync.WaitGroup
 	pumps.Add(2)
-	go func() { defer pumps.Done(); p.pump(l, server, client) }()
-	go func() { defer pumps.Done(); p.pump(l, client, server) }()
+	go func() { defer pumps.Done(); p.pump(l, server, client, up) }()
+	go func() { defer pumps.Done(); p.pump(l, client, server, down) }()
 	pumps.Wait()
 	p.mu.Lock()
 	delete(p.links, l)
 	p.mu.Unlock()
 }
 
-// pump copies src to dst, waiting at the gate before every write, and tears the link down when src ends
-// or dst fails: MQTT has no use for half-closed connections.
-func (p *Proxy) pump(l *link, dst, src net.Conn) {
+// pump copies src to dst (and to rec, when recording), waiting at the gate before every write, and tears
+// the link down when src ends or dst fails: MQTT has no use for half-closed connections.
+func (p *Proxy) pump(l *link, dst, src net.Conn, rec *Stream) {
 	defer l.teardown(false)
 	buf := make([]byte, 4<<10) // small: a proxy of a thousand connections holds two of these each
 	for {
@@ -318,6 +375,9 @@ func (p *Proxy) pump(l *link, dst, src net.Conn) {
 		if n > 0 {
 			if !p.wait(l) {
 				return
+			}
+			if rec != nil { // before forwarding: whoever has the bytes can find them recorded
+				_, _ = rec.Write(buf[:n])
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return

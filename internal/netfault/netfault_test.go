@@ -226,3 +226,42 @@ func TestCloseLeavesNothingRunning(t *testing.T) {
 		t.Fatal(m, err)
 	}
 }
+
+// With Record, the proxy keeps what it forwarded, each direction of each connection apart; without, nothing.
+func TestRecord(t *testing.T) {
+	addr := echoServer(t)
+	p, err := Listen(addr, Record())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, line := range []string{"first", "second"} {
+		c := dial(t, p.Addr())
+		if got, err := roundTrip(c, line, 5*time.Second); err != nil || got != line {
+			t.Fatalf("round trip %q: %q, %v", line, got, err)
+		}
+		c.Close()
+	}
+	streams := p.Streams()
+	if len(streams) != 4 {
+		t.Fatalf("%d streams, want 2 per connection", len(streams))
+	}
+	for i, s := range streams {
+		want := []string{"first\n", "second\n"}[i/2]
+		if s.Upstream != (i%2 == 0) || string(s.Bytes()) != want || s.Len() != len(want) {
+			t.Errorf("stream %d: upstream %v, %q", i, s.Upstream, s.Bytes())
+		}
+	}
+
+	plain, err := Listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := roundTrip(dial(t, plain.Addr()), "x", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(plain.Streams()); n != 0 {
+		t.Errorf("a proxy without Record kept %d streams", n)
+	}
+}

@@ -115,6 +115,8 @@ type Terminal struct {
 	// closing the handle holds it exclusively, so no connection is closed under a running query.
 	galleryMu sync.RWMutex
 	gallery   *galleryHandle
+	// galleryRO is the read-only connection the facts are counted on.
+	galleryRO galleryReader
 }
 
 var _ device.Terminal = (*Terminal)(nil)
@@ -159,7 +161,7 @@ func (t *Terminal) Facts(ctx context.Context) (device.Facts, error) {
 	if site.noticeKnown {
 		retentionDays = &f.Notice.RetentionDays
 	}
-	if err := collectGallery(ctx, t.path(GalleryPath), now, retentionDays, &f); err != nil {
+	if err := collectGallery(ctx, &t.galleryRO, t.path(GalleryPath), now, retentionDays, &f); err != nil {
 		return device.Facts{}, fmt.Errorf("collect facts: %w", err)
 	}
 

@@ -227,7 +227,7 @@ func TestCountGalleryBroken(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			path := tt.setup(t)
 			f := placeholderFacts(testNow)
-			if err := collectGallery(context.Background(), path, testNow, ptr(30), &f); err != nil {
+			if err := collectGallery(context.Background(), nil, path, testNow, ptr(30), &f); err != nil {
 				t.Fatal(err)
 			}
 			mustValidate(t, f)
@@ -303,7 +303,7 @@ func TestCountGalleryCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	f := placeholderFacts(testNow)
-	if err := collectGallery(ctx, path, testNow, nil, &f); err == nil {
+	if err := collectGallery(ctx, nil, path, testNow, nil, &f); err == nil {
 		t.Fatalf("no error for a cancelled context; unknown = %v", f.Unknown)
 	}
 }
@@ -322,5 +322,59 @@ func TestGalleryDSNEscapesThePath(t *testing.T) {
 	got, err := countGallery(context.Background(), path, testNow, nil)
 	if err != nil || got.Count != 1 {
 		t.Fatalf("got %+v, %v", got, err)
+	}
+}
+
+// The reader keeps its connection from one count to the next, sees the terminal's writes, opens the new
+// file when the terminal software renames one over gallery.db, and lets go of a gallery that is gone
+// without ever creating one.
+func TestGalleryReaderFollowsTheFile(t *testing.T) {
+	path := newGallery(t, gallerySchema+subject("s-1", "adult", "device", ago(day)))
+	var r galleryReader
+	defer r.close()
+	count := func() int {
+		t.Helper()
+		got, err := r.count(context.Background(), path, testNow, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Count
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("count %d, want 1", n)
+	}
+	first := r.db
+	w, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Exec(subject("s-2", "adult", "device", ago(day))); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if n := count(); n != 2 || r.db != first {
+		t.Fatalf("after a write: count %d (want 2), same connection %v", n, r.db == first)
+	}
+
+	replacement := newGallery(t, gallerySchema+subject("a", "adult", "device", ago(day))+
+		subject("b", "adult", "device", ago(day))+subject("c", "adult", "device", ago(day)))
+	if err := os.Rename(replacement, path); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 3 || r.db == first {
+		t.Fatalf("after a rename over the file: count %d (want 3), reopened %v", n, r.db != first)
+	}
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.count(context.Background(), path, testNow, nil); err == nil {
+		t.Fatal("counted a gallery that is gone")
+	}
+	if r.db != nil {
+		t.Error("the connection to a deleted gallery is still open")
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the gallery was created again: %v", err)
 	}
 }

@@ -168,16 +168,20 @@ func (h *galleryHandle) close() error {
 	return errors.Join(h.lookup.Close(), h.db.Close())
 }
 
-// Close closes the gallery connections the actions opened. A Terminal used after Close opens them again.
+// Close closes the gallery connections the facts and the actions opened. A Terminal used after Close
+// opens them again.
 func (t *Terminal) Close() error {
+	var errs []error
+	if err := t.galleryRO.close(); err != nil {
+		errs = append(errs, err)
+	}
 	t.galleryMu.Lock()
 	defer t.galleryMu.Unlock()
-	if t.gallery == nil {
-		return nil
+	if t.gallery != nil {
+		errs = append(errs, t.gallery.close())
+		t.gallery = nil
 	}
-	err := t.gallery.close()
-	t.gallery = nil
-	if err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close %s: %w", GalleryPath, err)
 	}
 	return nil

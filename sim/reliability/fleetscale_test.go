@@ -605,6 +605,9 @@ func startShard(t *testing.T, k int, cfg shardConfig) *fleetShard {
 	if d, ok := t.Deadline(); ok {
 		args = append(args, "-test.timeout="+time.Until(d).Round(time.Second).String())
 	}
+	if dir := os.Getenv("FACEGUARD_SHARD_CPUPROFILE"); dir != "" { // a diagnostic: where the fleet's CPU goes
+		args = append(args, fmt.Sprintf("-test.cpuprofile=%s/shard-%d.prof", dir, k))
+	}
 	s.cmd = exec.Command(os.Args[0], args...)
 	s.cmd.Env = append(os.Environ(), "FACEGUARD_FLEET_SHARD="+string(b))
 	logFile, err := os.Create(s.log)

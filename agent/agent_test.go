@@ -588,3 +588,38 @@ func TestSubjectsSketch(t *testing.T) {
 		t.Fatal("a subject reference is in the subjects message")
 	}
 }
+
+// A device announces itself once per connection, with what its first evaluation learned: one online
+// state, one birth naming its kind and category, not an empty birth followed by a full one.
+func TestOneBirthPerConnection(t *testing.T) {
+	h := start(t, "residential-gate", harnessOpts{})
+	isTopic := func(leaf string) func(testbroker.Message) bool {
+		return func(m testbroker.Message) bool { return strings.HasSuffix(m.Topic, "/"+leaf) }
+	}
+	h.rec.WaitFor(t, patience, "compliance", isTopic(wire.KindCompliance))
+	// A command answered after the connection's own messages: everything before it has been published.
+	now := time.Now()
+	h.sendCommand(t, wire.Command{ID: "re-1", Type: wire.CmdReevaluate, Dev: "dev-1", IssuedAt: now,
+		ExpiresAt: now.Add(time.Hour), Args: json.RawMessage(`{}`)}, h.ctrlPriv)
+	h.rec.WaitFor(t, patience, "the reevaluation's answer", isResult("re-1", wire.ResultSucceeded, false))
+
+	var births, states []wire.Birth
+	for _, m := range h.rec.Messages() {
+		var b wire.Birth
+		switch {
+		case isTopic(wire.KindBirth)(m):
+			if err := json.Unmarshal(m.Payload, &b); err != nil {
+				t.Fatal(err)
+			}
+			births = append(births, b)
+		case isTopic(wire.KindState)(m):
+			states = append(states, b)
+		}
+	}
+	if len(births) != 1 || len(states) != 1 {
+		t.Fatalf("%d births and %d states for one connection, want 1 and 1", len(births), len(states))
+	}
+	if births[0].Kind == "" || births[0].Category == "" {
+		t.Errorf("the birth does not say what and where the device is: %+v", births[0])
+	}
+}

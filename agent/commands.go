@@ -364,16 +364,32 @@ func (a *Agent) enqueueResult(tx *store.Tx, cmd wire.Command, status, reason str
 
 // onConnect announces the device: online state, birth, and the latest summary again (a broker that
 // restarted without persistence has lost the retained ones).
+//
+// A device that connects before its first evaluation does not know yet what and where it is: it says it
+// is online at once, and leaves its birth to the evaluation that follows (reannounceIfChanged), rather
+// than announce an empty identity and a full one a moment later (at 10,000 devices, 7,000 births more).
 func (a *Agent) onConnect() {
 	ctx := context.Background()
-	if err := a.enqueueBirth(ctx); err != nil {
+	withBirth := a.current.Load() != nil
+	if !withBirth {
+		a.birthSaid.Store(birthPending)
+	}
+	if err := a.announce(ctx, true, withBirth); err != nil {
 		a.log.Error("enqueue birth", "err", err)
 	}
 	a.Reevaluate("connect")
 }
 
+// birthPending is what birthSaid holds while a birth is due: no identity equals it.
+const birthPending = "\xffpending"
+
 // enqueueBirth queues the retained state and birth.
-func (a *Agent) enqueueBirth(ctx context.Context) error {
+func (a *Agent) enqueueBirth(ctx context.Context) error { return a.announce(ctx, true, true) }
+
+// announce queues the retained online state when online is set (and has the next evaluation publish its
+// summary again: a broker that restarted without persistence has lost the retained one), and the birth
+// when withBirth is set.
+func (a *Agent) announce(ctx context.Context, online, withBirth bool) error {
 	info := a.eng.Info()
 	b := wire.Birth{Envelope: a.envelope(wire.TypeBirth), Agent: buildinfo.Version,
 		Bundle:        wire.BundleInfo{Revision: info.Revision, SHA256: info.SHA256},
@@ -385,7 +401,9 @@ func (a *Agent) enqueueBirth(ctx context.Context) error {
 		si := st.Site()
 		b.Site, b.SiteName, b.Model, b.Firmware = si.SiteID, si.SiteName, si.Model, si.Firmware
 	}
-	a.birthSaid.Store(birthIdentity(b))
+	if withBirth {
+		a.birthSaid.Store(birthIdentity(b))
+	}
 	state := wire.State{Envelope: a.envelope(wire.TypeState), State: wire.StateOnline}
 	sb, err := marshal(state)
 	if err != nil {
@@ -396,9 +414,18 @@ func (a *Agent) enqueueBirth(ctx context.Context) error {
 		return err
 	}
 	err = a.st.Tx(ctx, func(tx *store.Tx) error {
-		if err := tx.Enqueue(store.OutMsg{Topic: wire.StateTopic(a.opts.DeviceID), Payload: sb, QoS: 1, Retained: true, CoalesceKey: "state"},
-			store.OutMsg{Topic: wire.BirthTopic(a.opts.DeviceID), Payload: bb, QoS: 1, Retained: true, CoalesceKey: "birth"}); err != nil {
+		var msgs []store.OutMsg
+		if online {
+			msgs = append(msgs, store.OutMsg{Topic: wire.StateTopic(a.opts.DeviceID), Payload: sb, QoS: 1, Retained: true, CoalesceKey: "state"})
+		}
+		if withBirth {
+			msgs = append(msgs, store.OutMsg{Topic: wire.BirthTopic(a.opts.DeviceID), Payload: bb, QoS: 1, Retained: true, CoalesceKey: "birth"})
+		}
+		if err := tx.Enqueue(msgs...); err != nil {
 			return err
+		}
+		if !online {
+			return nil
 		}
 		// The next evaluation republishes the summary: forget what was published.
 		return tx.Put(kvLastCompliance, "")
@@ -427,7 +454,7 @@ func (a *Agent) reannounceIfChanged(ctx context.Context) {
 		b.Site, b.SiteName, b.Model, b.Firmware = si.SiteID, si.SiteName, si.Model, si.Firmware
 	}
 	if said, _ := a.birthSaid.Load().(string); said != birthIdentity(b) {
-		if err := a.enqueueBirth(ctx); err != nil {
+		if err := a.announce(ctx, false, true); err != nil {
 			a.log.Error("re-announce", "err", err)
 		}
 	}

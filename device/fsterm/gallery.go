@@ -65,6 +65,8 @@ type galleryReader struct {
 	mu   sync.Mutex
 	db   *sql.DB
 	file os.FileInfo
+	// checked: the tables were there on this connection; checked again after any failed count.
+	checked bool
 }
 
 // count counts the gallery at path, opening or reopening the connection as needed.
@@ -102,10 +104,14 @@ func (r *galleryReader) count(ctx context.Context, path string, now time.Time, r
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only: nothing to keep
 
-	if err := requireTables(ctx, tx, "subjects", "consents"); err != nil {
-		return device.Subjects{}, err
+	if !r.checked {
+		if err := requireTables(ctx, tx, "subjects", "consents"); err != nil {
+			return device.Subjects{}, err
+		}
 	}
-	return countSubjects(ctx, tx, now, retentionDays)
+	s, err := countSubjects(ctx, tx, now, retentionDays)
+	r.checked = err == nil
+	return s, err
 }
 
 // close closes the connection; a later count opens it again.
@@ -120,7 +126,7 @@ func (r *galleryReader) closeLocked() error {
 		return nil
 	}
 	err := r.db.Close()
-	r.db, r.file = nil, nil
+	r.db, r.file, r.checked = nil, nil, false
 	return err
 }
 
@@ -128,7 +134,7 @@ func (r *galleryReader) closeLocked() error {
 // % mean something.
 func galleryDSN(path string) string {
 	escaped := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	return fmt.Sprintf("file:%s?mode=ro&_busy_timeout=%d&_cache_size=-512", escaped, galleryBusyTimeout.Milliseconds())
+	return fmt.Sprintf("file:%s?mode=ro&_busy_timeout=%d&_cache_size=-512&_stmt_cache_size=8", escaped, galleryBusyTimeout.Milliseconds())
 }
 
 func requireTables(ctx context.Context, q queryer, names ...string) error {

@@ -378,3 +378,26 @@ func TestGalleryReaderFollowsTheFile(t *testing.T) {
 		t.Errorf("the gallery was created again: %v", err)
 	}
 }
+
+// A table dropped under a kept connection is reported by name, on that count and the next.
+func TestGalleryReaderTableDropped(t *testing.T) {
+	path := newGallery(t, gallerySchema+subject("s-1", "adult", "device", ago(day)))
+	var r galleryReader
+	defer r.close()
+	if _, err := r.count(context.Background(), path, testNow, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Exec(`DROP TABLE consents`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, err := r.count(context.Background(), path, testNow, nil); err == nil || !strings.Contains(err.Error(), "consents") {
+			t.Errorf("count %d after the consents table was dropped: %v", i+1, err)
+		}
+	}
+}

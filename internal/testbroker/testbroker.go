@@ -83,7 +83,7 @@ func StartMosquitto(t testing.TB, opts MosquittoOptions) *Mosquitto {
 		"persistence_location " + m.dir + "/",
 		"autosave_interval 1",
 		"max_queued_messages 100000",
-		"max_inflight_messages 100",
+		"max_inflight_messages 1000",
 		"log_dest stderr",
 		"log_type error",
 		"log_type warning",

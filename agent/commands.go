@@ -390,37 +390,35 @@ func (a *Agent) enqueueBirth(ctx context.Context) error { return a.announce(ctx,
 // summary again: a broker that restarted without persistence has lost the retained one), and the birth
 // when withBirth is set.
 func (a *Agent) announce(ctx context.Context, online, withBirth bool) error {
-	info := a.eng.Info()
-	b := wire.Birth{Envelope: a.envelope(wire.TypeBirth), Agent: buildinfo.Version,
-		Bundle:        wire.BundleInfo{Revision: info.Revision, SHA256: info.SHA256},
-		ConfigVersion: a.runtime.Load().version, Capabilities: wire.CommandTypes}
-	if s := a.current.Load(); s != nil {
-		b.Kind, b.Category = s.facts.Device.Kind, s.facts.Location.Category
-	}
-	if st, ok := a.term.(interface{ Site() fsterm.SiteInfo }); ok {
-		si := st.Site()
-		b.Site, b.SiteName, b.Model, b.Firmware = si.SiteID, si.SiteName, si.Model, si.Firmware
-	}
+	var msgs []store.OutMsg
 	if withBirth {
+		info := a.eng.Info()
+		b := wire.Birth{Envelope: a.envelope(wire.TypeBirth), Agent: buildinfo.Version,
+			Bundle:        wire.BundleInfo{Revision: info.Revision, SHA256: info.SHA256},
+			ConfigVersion: a.runtime.Load().version, Capabilities: wire.CommandTypes}
+		if s := a.current.Load(); s != nil {
+			b.Kind, b.Category = s.facts.Device.Kind, s.facts.Location.Category
+		}
+		if st, ok := a.term.(interface{ Site() fsterm.SiteInfo }); ok {
+			si := st.Site()
+			b.Site, b.SiteName, b.Model, b.Firmware = si.SiteID, si.SiteName, si.Model, si.Firmware
+		}
 		a.birthSaid.Store(birthIdentity(b))
-	}
-	state := wire.State{Envelope: a.envelope(wire.TypeState), State: wire.StateOnline}
-	sb, err := marshal(state)
-	if err != nil {
-		return err
-	}
-	bb, err := marshal(b)
-	if err != nil {
-		return err
-	}
-	err = a.st.Tx(ctx, func(tx *store.Tx) error {
-		var msgs []store.OutMsg
-		if online {
-			msgs = append(msgs, store.OutMsg{Topic: wire.StateTopic(a.opts.DeviceID), Payload: sb, QoS: 1, Retained: true, CoalesceKey: "state"})
+		bb, err := marshal(b)
+		if err != nil {
+			return err
 		}
-		if withBirth {
-			msgs = append(msgs, store.OutMsg{Topic: wire.BirthTopic(a.opts.DeviceID), Payload: bb, QoS: 1, Retained: true, CoalesceKey: "birth"})
+		msgs = append(msgs, store.OutMsg{Topic: wire.BirthTopic(a.opts.DeviceID), Payload: bb, QoS: 1, Retained: true, CoalesceKey: "birth"})
+	}
+	if online {
+		sb, err := marshal(wire.State{Envelope: a.envelope(wire.TypeState), State: wire.StateOnline})
+		if err != nil {
+			return err
 		}
+		// The state goes first, as it always did.
+		msgs = append([]store.OutMsg{{Topic: wire.StateTopic(a.opts.DeviceID), Payload: sb, QoS: 1, Retained: true, CoalesceKey: "state"}}, msgs...)
+	}
+	err := a.st.Tx(ctx, func(tx *store.Tx) error {
 		if err := tx.Enqueue(msgs...); err != nil {
 			return err
 		}

@@ -61,8 +61,9 @@ type Options struct {
 	// are requested: the agent enqueues its birth and state there.
 	OnConnect func()
 	KeepAlive time.Duration // default 30 s
-	// ReconnectJitter is the random delay before a reconnect: up to this much before the first attempt,
-	// the window doubling with each attempt that fails, up to MaxReconnectDelay (default 5 s).
+	// ReconnectJitter (default 5 s) bounds the random delay before the first reconnect attempt; the
+	// window doubles with each attempt that fails, up to MaxReconnectDelay. paho's own backoff between
+	// attempts (1 s doubling, also up to MaxReconnectDelay) comes on top.
 	ReconnectJitter   time.Duration
 	MaxReconnectDelay time.Duration // default 60 s
 	DrainWindow       int           // outbox rows in flight at once; default 32

@@ -516,16 +516,32 @@ func (r *rig) checkDelivered(t *testing.T, devs []*sim.Device) delivery {
 		t.Fatalf("the controller's store is not what the devices recorded (%d devices differ), first: %v", len(diffs), diffs[:min(5, len(diffs))])
 	}
 
+	// The recorder is a subscriber of its own: what the controller has stored may still be on its way
+	// to it.
+	atBroker := map[string][]sim.ReportedEvent{}
+	var brokerDiffs []string
+	_ = waitFor(patience, func() bool {
+		clear(atBroker)
+		brokerDiffs = brokerDiffs[:0]
+		for _, m := range r.rec.Messages() {
+			var e wire.Event
+			if dev, _, _, err := wire.ParseDeviceTopic(m.Topic); err == nil && json.Unmarshal(m.Payload, &e) == nil {
+				atBroker[dev] = append(atBroker[dev], sim.FromWire(e))
+			}
+		}
+		for _, d := range devs {
+			if diff := truths[d.ID()].Missing(sim.ReportedOf(atBroker[d.ID()])); diff != "" {
+				brokerDiffs = append(brokerDiffs, d.ID()+": "+diff)
+			}
+		}
+		return len(brokerDiffs) == 0
+	})
+	for _, diff := range brokerDiffs {
+		t.Errorf("the broker-level recorder differs from the chain: %s", diff)
+	}
+
 	var out delivery
 	out.devices = len(devs)
-	msgs := r.rec.Messages()
-	atBroker := map[string][]sim.ReportedEvent{}
-	for _, m := range msgs {
-		var e wire.Event
-		if dev, _, _, err := wire.ParseDeviceTopic(m.Topic); err == nil && json.Unmarshal(m.Payload, &e) == nil {
-			atBroker[dev] = append(atBroker[dev], sim.FromWire(e))
-		}
-	}
 	for _, d := range devs {
 		tr := truths[d.ID()]
 		if !tr.Chain.OK {
@@ -537,11 +553,7 @@ func (r *rig) checkDelivered(t *testing.T, devs []*sim.Device) delivery {
 		out.stored += rep.Events()
 		out.storeDuplicates += rep.Duplicates
 		// The recorder saw the same events through the broker (it may have seen more duplicates).
-		br := sim.ReportedOf(atBroker[d.ID()])
-		out.brokerDuplicates += br.Duplicates
-		if diff := tr.Missing(br); diff != "" {
-			t.Errorf("%s: the broker-level recorder differs from the chain: %s", d.ID(), diff)
-		}
+		out.brokerDuplicates += sim.ReportedOf(atBroker[d.ID()]).Duplicates
 		out.open += len(tr.Open)
 	}
 	if out.storeDuplicates != 0 {

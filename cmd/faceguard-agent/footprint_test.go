@@ -46,12 +46,19 @@ func BenchmarkAgentFootprint(b *testing.B) {
 			last, anon, file = rssKB(b, cmd.Process.Pid)
 			peak = max(peak, last)
 		}
-		smaps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", cmd.Process.Pid))
+		// FOOTPRINT_SMAPS=FILE keeps the process's memory map at the end (/proc/PID/smaps), to see
+		// which mappings are resident.
+		if path := os.Getenv("FOOTPRINT_SMAPS"); path != "" {
+			smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", cmd.Process.Pid))
+			if err == nil {
+				err = os.WriteFile(path, smaps, 0o644)
+			}
+			if err != nil {
+				b.Errorf("FOOTPRINT_SMAPS: %v", err)
+			}
+		}
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		if os.Getenv("FOOTPRINT_SMAPS") != "" {
-			b.Logf("%s", smaps)
-		}
 		b.ReportMetric(float64(last)/1024, "rss-steady-MB")
 		b.ReportMetric(float64(peak)/1024, "rss-peak-MB")
 		// RSS is the agent's own memory (anonymous: Go heap, stacks, SQLite's caches) plus the pages of

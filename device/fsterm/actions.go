@@ -85,7 +85,7 @@ func (t *Terminal) purgeByRule(ctx context.Context, now time.Time, reason string
 		}
 		defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
 		var refs []string
-		if err := scanSubjects(ctx, tx, func(s *subjectState) {
+		if err := scanSubjects(ctx, tx, 0, func(s *subjectState) {
 			if rule(s) {
 				refs = append(refs, s.ref)
 			}
@@ -376,7 +376,7 @@ func (t *Terminal) quarantineByRule(ctx context.Context, action, reason string, 
 			selected []string
 			keep     = map[string]bool{}
 		)
-		if err := scanSubjects(ctx, tx, func(s *subjectState) {
+		if err := scanSubjects(ctx, tx, 0, func(s *subjectState) {
 			if rule(s) {
 				selected = append(selected, s.ref)
 			}
@@ -504,7 +504,7 @@ func (t *Terminal) LookupSubject(ctx context.Context, subjectRef string) (device
 				id     sql.NullInt64
 			)
 			if err := rows.Scan(&s.ref, &s.ageBand, &s.storedAt, &s.enrolled, &quarantined,
-				&joined, &id, &c.basis, &c.guardian, &c.granted, &c.withdrawn); err != nil {
+				&joined, &id, &c.basis, &c.hasGuardian, &c.granted, &c.withdrawn); err != nil {
 				return fmt.Errorf("query: %w", scanError(err))
 			}
 			if !found {

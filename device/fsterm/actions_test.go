@@ -855,8 +855,9 @@ func galleryCalls(term *Terminal, ref string) map[string]error {
 	return errs
 }
 
-// TestGallerySchemaChanges: the agent adds faceguard_quarantine and the consents index and nothing else,
-// and a database that is not a gallery is left as it was.
+// TestGallerySchemaChanges: the agent adds faceguard_quarantine and its two indexes (consents by subject,
+// the subjects' counted columns) and nothing else, and a database that is not a gallery is left as it was.
+// The count then reads the index, not the rows with their templates.
 func TestGallerySchemaChanges(t *testing.T) {
 	schema := func(t *testing.T, root string) string {
 		return joined(queryStrings(t, root, `SELECT type || ' ' || name FROM sqlite_master ORDER BY name`))
@@ -868,9 +869,21 @@ func TestGallerySchemaChanges(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	want := "table consents | index faceguard_consents_subject | table faceguard_quarantine | index sqlite_autoindex_faceguard_quarantine_1 | index sqlite_autoindex_subjects_1 | table subjects"
+	want := "table consents | index faceguard_consents_subject | table faceguard_quarantine | index faceguard_subjects_facts | " +
+		"index sqlite_autoindex_faceguard_quarantine_1 | index sqlite_autoindex_subjects_1 | table subjects"
 	if got := schema(t, root); got != want {
 		t.Errorf("schema:\n%s\nwant:\n%s", got, want)
+	}
+	db, err := sql.Open("sqlite3", galleryDSN(filepath.Join(root, GalleryPath)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var id, parent, unused int
+	var plan string
+	if err := db.QueryRow(`EXPLAIN QUERY PLAN `+subjectsQuery).Scan(&id, &parent, &unused, &plan); err != nil ||
+		!strings.Contains(plan, "COVERING INDEX faceguard_subjects_facts") {
+		t.Errorf("the count does not read the index: %q %v", plan, err)
 	}
 
 	other := actionRoot(t, "", 365)

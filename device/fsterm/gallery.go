@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -61,12 +63,21 @@ func countGallery(ctx context.Context, path string, now time.Time, retentionDays
 // Opening and closing a connection per evaluation costs little on a terminal, but closing one costs
 // go-sqlite3 a walk over every connection of the process: in a simulator of thousands of terminals that
 // was a quarter of the fleet's CPU time.
+//
+// The reader also keeps its last tally, with SQLite's data_version of the transaction that made it: the
+// version changes whenever any other connection (the terminal software, the agent's actions) commits to
+// the file, so an unchanged version means the same rows, and the count is taken again only for the time
+// (retention, the oldest withdrawal's age). Counting walks every subject, 3 µs and 18 allocations each:
+// at 10,000 subjects that is 28 ms and 9 MB an evaluation, for a gallery that mostly has not changed.
 type galleryReader struct {
 	mu   sync.Mutex
 	db   *sql.DB
 	file os.FileInfo
 	// checked: the tables were there on this connection; checked again after any failed count.
 	checked bool
+	// last is the tally at data_version version of this connection; nil after a failed count.
+	last    *tally
+	version int64
 }
 
 // count counts the gallery at path, opening or reopening the connection as needed.
@@ -104,14 +115,31 @@ func (r *galleryReader) count(ctx context.Context, path string, now time.Time, r
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only: nothing to keep
 
+	// Read first: it starts the transaction's snapshot, so the version is that of the rows counted.
+	var version int64
+	if err := tx.QueryRowContext(ctx, "PRAGMA data_version").Scan(&version); err != nil {
+		return device.Subjects{}, fmt.Errorf("open: %w", err)
+	}
+	if r.last != nil && version == r.version {
+		return r.last.at(now, retentionDays), nil
+	}
+	guess := 0
+	if r.last != nil {
+		guess = r.last.subjects.Count
+	}
+	r.last = nil
 	if !r.checked {
 		if err := requireTables(ctx, tx, "subjects", "consents"); err != nil {
 			return device.Subjects{}, err
 		}
 	}
-	s, err := countSubjects(ctx, tx, now, retentionDays)
+	t, err := tallySubjects(ctx, tx, guess)
 	r.checked = err == nil
-	return s, err
+	if err != nil {
+		return device.Subjects{}, err
+	}
+	r.last, r.version = t, version
+	return t.at(now, retentionDays), nil
 }
 
 // close closes the connection; a later count opens it again.
@@ -126,7 +154,7 @@ func (r *galleryReader) closeLocked() error {
 		return nil
 	}
 	err := r.db.Close()
-	r.db, r.file, r.checked = nil, nil, false
+	r.db, r.file, r.checked, r.last = nil, nil, false, nil
 	return err
 }
 
@@ -160,23 +188,31 @@ func hasTable(ctx context.Context, q queryer, name string) (bool, error) {
 	return n > 0, nil
 }
 
-func countSubjects(ctx context.Context, tx queryer, now time.Time, retentionDays *int) (device.Subjects, error) {
-	var (
-		s               device.Subjects
-		oldestWithdrawn *time.Time
-	)
-	err := scanSubjects(ctx, tx, func(st *subjectState) {
+// tally is a count of the gallery by the rules of docs/terminal.md, in the part that does not depend on
+// the time; at gives the facts' counts at an instant. The reader keeps the last one while the gallery is
+// unchanged (see galleryReader).
+type tally struct {
+	subjects        device.Subjects // BeyondRetention and WithdrawnOldestS are left to at
+	oldestWithdrawn *time.Time
+	enrolled        []time.Time // every readable enrolment time, ascending
+}
+
+// tallySubjects counts the gallery; subjects is a guess of how many it holds (the last count's).
+func tallySubjects(ctx context.Context, tx queryer, subjects int) (*tally, error) {
+	t := &tally{enrolled: make([]time.Time, 0, subjects)}
+	s := &t.subjects
+	err := scanSubjects(ctx, tx, subjects, func(st *subjectState) {
 		s.Count++
 		if st.storedOffDevice() {
 			s.StoredOffDevice++
 		}
-		if retentionDays != nil && st.beyondRetention(now, *retentionDays) {
-			s.BeyondRetention++
+		if st.enrolledOK {
+			t.enrolled = append(t.enrolled, st.enrolledAt)
 		}
 		if st.withdrawn() {
 			s.WithdrawnPending++
-			if oldestWithdrawn == nil || st.consent.withdrawnAt.Before(*oldestWithdrawn) {
-				oldestWithdrawn = st.consent.withdrawnAt
+			if t.oldestWithdrawn == nil || st.consent.withdrawnAt.Before(*t.oldestWithdrawn) {
+				t.oldestWithdrawn = st.consent.withdrawnAt
 			}
 		}
 		if st.withoutConsent() {
@@ -187,12 +223,25 @@ func countSubjects(ctx context.Context, tx queryer, now time.Time, retentionDays
 		}
 	})
 	if err != nil {
-		return device.Subjects{}, err
+		return nil, err
 	}
-	if oldestWithdrawn != nil {
-		s.WithdrawnOldestS = ceilSeconds(now.Sub(*oldestWithdrawn))
+	slices.SortFunc(t.enrolled, time.Time.Compare)
+	return t, nil
+}
+
+// at is the count at now. retentionDays is nil when the notice is unknown: nothing is beyond retention.
+func (t *tally) at(now time.Time, retentionDays *int) device.Subjects {
+	s := t.subjects
+	if retentionDays != nil {
+		// Beyond retention holds for the earliest enrolments up to some point: count them by search.
+		s.BeyondRetention = sort.Search(len(t.enrolled), func(i int) bool {
+			return !beyondRetention(t.enrolled[i], now, *retentionDays)
+		})
 	}
-	return s, nil
+	if t.oldestWithdrawn != nil {
+		s.WithdrawnOldestS = ceilSeconds(now.Sub(*t.oldestWithdrawn))
+	}
+	return s
 }
 
 func parseTime(v sql.NullString) (time.Time, bool) {

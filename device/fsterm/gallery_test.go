@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -398,6 +399,123 @@ func TestGalleryReaderTableDropped(t *testing.T) {
 	for i := range 2 {
 		if _, err := r.count(context.Background(), path, testNow, nil); err == nil || !strings.Contains(err.Error(), "consents") {
 			t.Errorf("count %d after the consents table was dropped: %v", i+1, err)
+		}
+	}
+}
+
+// The reader keeps its tally while the gallery is unchanged: the counts that depend on the time still
+// follow the clock and the retention asked for, and any write by another connection is counted.
+func TestGalleryReaderKeepsTheTally(t *testing.T) {
+	for _, mode := range []string{"delete", "wal"} {
+		t.Run(mode, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "gallery.db")
+			w, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode="+mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			w.SetMaxOpenConns(1)
+			if _, err := w.Exec(gallerySchema +
+				subject("s-1", "adult", "device", ago(29*day)) + consentRow(1, "s-1", "separate", "", ago(29*day), ago(time.Hour)) +
+				subject("s-2", "adult", "device", ago(10*day)) + consentRow(2, "s-2", "separate", "", ago(10*day), "")); err != nil {
+				t.Fatal(err)
+			}
+			var r galleryReader
+			defer r.close()
+			count := func(now time.Time, retention *int) device.Subjects {
+				t.Helper()
+				got, err := r.count(context.Background(), path, now, retention)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return got
+			}
+			check := func(what string, got, want device.Subjects) {
+				t.Helper()
+				if got != want {
+					t.Errorf("%s: got %+v, want %+v", what, got, want)
+				}
+			}
+			check("first count", count(testNow, ptr(30)),
+				device.Subjects{Count: 2, WithdrawnPending: 1, WithdrawnOldestS: 3600})
+			kept := r.last
+			check("two days later", count(testNow.Add(2*day), ptr(30)),
+				device.Subjects{Count: 2, WithdrawnPending: 1, WithdrawnOldestS: 3600 + 2*86400, BeyondRetention: 1})
+			check("a shorter retention", count(testNow, ptr(5)),
+				device.Subjects{Count: 2, WithdrawnPending: 1, WithdrawnOldestS: 3600, BeyondRetention: 2})
+			check("the notice unknown", count(testNow, nil),
+				device.Subjects{Count: 2, WithdrawnPending: 1, WithdrawnOldestS: 3600})
+			if r.last != kept {
+				t.Error("the gallery was counted again although nothing was written")
+			}
+
+			if _, err := w.Exec(`UPDATE consents SET withdrawn_at = ? WHERE subject_ref = 's-2'`, ago(2*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			check("after a withdrawal", count(testNow, ptr(30)),
+				device.Subjects{Count: 2, WithdrawnPending: 2, WithdrawnOldestS: 7200})
+			if _, err := w.Exec(`DELETE FROM subjects`); err != nil {
+				t.Fatal(err)
+			}
+			check("after a purge", count(testNow, ptr(30)), device.Subjects{})
+		})
+	}
+}
+
+// TestGalleryReaderAgreesWithAFreshCount: through random writes and a moving clock, the kept reader
+// counts exactly what a connection opened for each count does.
+func TestGalleryReaderAgreesWithAFreshCount(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	path := newGallery(t, gallerySchema)
+	w, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var r galleryReader
+	defer r.close()
+	bands := []string{"adult", "under_14", "14_17", "unknown"}
+	bases := []string{"separate", "guardian", "law", "none"}
+	now := testNow
+	for step := range 200 {
+		ref := fmt.Sprintf("s-%d", rng.IntN(40))
+		var stmt string
+		switch rng.IntN(5) {
+		case 0, 1:
+			stmt = subject(ref, bands[rng.IntN(len(bands))], storageSites[rng.IntN(len(storageSites))],
+				ago(time.Duration(rng.IntN(60*24))*time.Hour))
+		case 2:
+			withdrawn := ""
+			if rng.IntN(2) == 0 {
+				withdrawn = ago(time.Duration(rng.IntN(48)) * time.Hour)
+			}
+			guardian := ""
+			if rng.IntN(2) == 0 {
+				guardian = "g-1"
+			}
+			stmt = consentRow(step+1, ref, bases[rng.IntN(len(bases))], guardian, ago(time.Duration(rng.IntN(60*24))*time.Hour), withdrawn)
+		case 3:
+			stmt = fmt.Sprintf("DELETE FROM subjects WHERE subject_ref = '%s';", ref)
+		case 4:
+			// Nothing written: only the clock moves.
+		}
+		if stmt != "" {
+			if _, err := w.Exec(stmt); err != nil && !strings.Contains(err.Error(), "UNIQUE") {
+				t.Fatal(err)
+			}
+		}
+		now = now.Add(time.Duration(rng.IntN(3)) * day)
+		retention := ptr(rng.IntN(40))
+		got, err := r.count(context.Background(), path, now, retention)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := countGallery(context.Background(), path, now, retention)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("step %d (%q): the kept reader counts %+v, a fresh count %+v", step, stmt, got, want)
 		}
 	}
 }

@@ -35,8 +35,8 @@ CREATE TABLE consents (
   withdrawn_at TEXT
 );`
 
-// quarantineTable is the one table the agent adds to the terminal's gallery. With consentsIndex, the
-// only changes it makes to the gallery's schema.
+// quarantineTable is the one table the agent adds to the terminal's gallery. With consentsIndex and
+// subjectsIndex, the only changes it makes to the gallery's schema.
 const quarantineTable = `CREATE TABLE IF NOT EXISTS faceguard_quarantine (
   subject_ref TEXT PRIMARY KEY,
   reason      TEXT NOT NULL,
@@ -48,11 +48,17 @@ const quarantineTable = `CREATE TABLE IF NOT EXISTS faceguard_quarantine (
 // no meaning, so the agent adds it when the terminal's schema lacks it.
 const consentsIndex = `CREATE INDEX IF NOT EXISTS faceguard_consents_subject ON consents (subject_ref)`
 
+// subjectsIndex holds the columns the facts count from, so that counting the gallery reads the index
+// instead of every row with its template after it (SQLite scans a covering index when it is narrower):
+// half the time of a count, and the templates stay out of the agent's page cache. Like consentsIndex it
+// changes no data; the terminal's writes of last_used_at do not touch it.
+const subjectsIndex = `CREATE INDEX IF NOT EXISTS faceguard_subjects_facts ON subjects (subject_ref, age_band, stored_at, enrolled_at)`
+
 // lookupQuery reads one subject, every consents row of it and whether it is quarantined, in one
 // statement that starts from the subjects primary key and uses consentsIndex.
 const lookupQuery = `SELECT s.subject_ref, s.age_band, s.stored_at, s.enrolled_at,
   EXISTS (SELECT 1 FROM faceguard_quarantine q WHERE q.subject_ref = s.subject_ref),
-  c.subject_ref, c.id, c.basis, c.guardian_ref, c.granted_at, c.withdrawn_at
+  c.subject_ref, c.id, c.basis, coalesce(length(c.guardian_ref), 0) > 0, c.granted_at, c.withdrawn_at
 FROM subjects s LEFT JOIN consents c ON c.subject_ref = s.subject_ref
 WHERE s.subject_ref = ?`
 
@@ -147,6 +153,9 @@ func prepareGallerySchema(ctx context.Context, db *sql.DB) error {
 	}
 	if _, err := db.ExecContext(ctx, consentsIndex); err != nil {
 		return fmt.Errorf("create index on consents: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, subjectsIndex); err != nil {
+		return fmt.Errorf("create index on subjects: %w", err)
 	}
 	if ok, err := hasTable(ctx, db, "faceguard_quarantine"); err != nil || ok {
 		return err

@@ -108,24 +108,31 @@ func beyondRetention(enrolled, now time.Time, days int) bool {
 // scanSubjects calls fn with every subject of the gallery and its consent. It reads the whole gallery
 // even when rows break the contract, so that the error names every broken column; a caller must not act
 // on what fn saw unless scanSubjects returns nil, because a consents row it could not read may be the
-// latest one.
-func scanSubjects(ctx context.Context, q queryer, fn func(*subjectState)) error {
+// latest one. The subject fn is given is reused for the next row: fn copies what it keeps. subjects is a
+// guess of how many the gallery holds, to size the table of consents (0: no guess).
+func scanSubjects(ctx context.Context, q queryer, subjects int, fn func(*subjectState)) error {
 	var bad badValues
-	latest, err := latestConsents(ctx, q, &bad)
+	latest, err := latestConsents(ctx, q, subjects, &bad)
 	if err != nil {
 		return err
 	}
-	rows, err := q.QueryContext(ctx, `SELECT subject_ref, age_band, stored_at, enrolled_at FROM subjects`)
+	rows, err := q.QueryContext(ctx, subjectsQuery)
 	if err != nil {
 		return fmt.Errorf("table subjects: %w", err)
 	}
 	defer rows.Close()
+	// One record and one subject for all rows: Scan and fn take their addresses, which would put a copy
+	// per row on the heap (a gallery is counted at every evaluation).
+	var (
+		row subjectRecord
+		st  subjectState
+	)
 	for rows.Next() {
-		var row subjectRecord
+		row = subjectRecord{}
 		if err := rows.Scan(&row.ref, &row.ageBand, &row.storedAt, &row.enrolled); err != nil {
 			return fmt.Errorf("table subjects: %w", scanError(err))
 		}
-		st := row.parse(&bad)
+		st = row.parse(&bad)
 		if row.ref.Valid {
 			st.consent, st.hasConsent = latest[row.ref.String]
 		}
@@ -137,18 +144,23 @@ func scanSubjects(ctx context.Context, q queryer, fn func(*subjectState)) error 
 	return bad.err()
 }
 
+// subjectsQuery reads what the rules need of every subject: the columns of subjectsIndex.
+const subjectsQuery = `SELECT subject_ref, age_band, stored_at, enrolled_at FROM subjects`
+
 // latestConsents returns each subject's consent: its latest consents row.
-func latestConsents(ctx context.Context, q queryer, bad *badValues) (map[string]consent, error) {
+func latestConsents(ctx context.Context, q queryer, subjects int, bad *badValues) (map[string]consent, error) {
 	rows, err := q.QueryContext(ctx,
-		`SELECT id, subject_ref, basis, guardian_ref, granted_at, withdrawn_at FROM consents`)
+		// Whether a guardian is named is all the rules need: the reference itself is never read.
+		`SELECT id, subject_ref, basis, coalesce(length(guardian_ref), 0) > 0, granted_at, withdrawn_at FROM consents`)
 	if err != nil {
 		return nil, fmt.Errorf("table consents: %w", err)
 	}
 	defer rows.Close()
-	latest := map[string]consent{}
+	latest := make(map[string]consent, subjects)
+	var r consentRecord // one for all rows, as in scanSubjects
 	for rows.Next() {
-		var r consentRecord
-		if err := rows.Scan(&r.id, &r.ref, &r.basis, &r.guardian, &r.granted, &r.withdrawn); err != nil {
+		r = consentRecord{}
+		if err := rows.Scan(&r.id, &r.ref, &r.basis, &r.hasGuardian, &r.granted, &r.withdrawn); err != nil {
 			return nil, fmt.Errorf("table consents: %w", scanError(err))
 		}
 		c, ok := r.parse(bad)
@@ -194,9 +206,10 @@ func (r *subjectRecord) parse(bad *badValues) subjectState {
 
 // consentRecord is a consents row as read, before its values are checked.
 type consentRecord struct {
-	id                   int64
-	ref, basis, guardian sql.NullString
-	granted, withdrawn   sql.NullString
+	id                 int64
+	ref, basis         sql.NullString
+	hasGuardian        bool
+	granted, withdrawn sql.NullString
 }
 
 // parse checks a consents row against the contract; a row that breaks it is counted in bad and not used.
@@ -220,6 +233,6 @@ func (r *consentRecord) parse(bad *badValues) (consent, bool) {
 		c.withdrawnAt = &t
 	}
 	c.basis = r.basis.String
-	c.hasGuardian = r.guardian.Valid && r.guardian.String != ""
+	c.hasGuardian = r.hasGuardian
 	return c, true
 }

@@ -15,8 +15,11 @@ import (
 // limit; BENCHMARKS.md shows the curve): a real agent runs on the residential gate whose gallery.db holds
 // N subjects in all, and
 //
-//   - decide gathers the facts from the terminal (the gallery is counted in SQLite, the files read) and
-//     takes the full-pack decision on them, as every evaluation of the agent does before it records;
+//   - decide gathers the facts from the terminal (the files read, the gallery's count kept from the
+//     last evaluation while the gallery is unchanged) and takes the full-pack decision on them, as every
+//     evaluation of the agent does before it records;
+//   - recount is the same after the terminal software wrote to the gallery (a match's last_used_at,
+//     which changes no count), so the gallery is counted again, subject by subject; the write is not timed;
 //   - match is the agent's match decision for one subject after another across the gallery.
 func BenchmarkGallerySize(b *testing.B) {
 	for _, n := range []int{100, 1000, 10_000, 100_000} {
@@ -28,10 +31,11 @@ func BenchmarkGallerySize(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Run("decide", func(b *testing.B) {
+			decide := func(b *testing.B, write func()) {
 				lat := make([]time.Duration, 0, 1024)
 				b.ReportAllocs()
 				for b.Loop() {
+					write()
 					t0 := time.Now()
 					f, err := h.term.Facts(ctx)
 					if err != nil {
@@ -46,6 +50,22 @@ func BenchmarkGallerySize(b *testing.B) {
 					lat = append(lat, time.Since(t0))
 				}
 				benchPercentiles(b, lat)
+			}
+			b.Run("decide", func(b *testing.B) { decide(b, func() {}) })
+			b.Run("recount", func(b *testing.B) {
+				db, err := sql.Open("sqlite3", "file:"+filepath.Join(h.root, "var/lib/terminal/gallery.db"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer db.Close()
+				// What a terminal writes on each recognition: when the subject was last matched.
+				decide(b, func() {
+					res, err := db.Exec(`UPDATE subjects SET last_used_at = ? WHERE subject_ref = (SELECT min(subject_ref) FROM subjects)`,
+						time.Now().UTC().Format(time.RFC3339Nano))
+					if n, _ := res.RowsAffected(); err != nil || n != 1 {
+						b.Fatalf("write to the gallery: %d rows, %v", n, err)
+					}
+				})
 			})
 			b.Run("match", func(b *testing.B) {
 				lat := make([]time.Duration, 0, 1024)

@@ -229,15 +229,17 @@ func (d *doc) summary(bins []binary) {
 	for _, b := range bins {
 		d.p("| device binary, stripped, %s | ≤ 35 MB | %.1f MB | %s |", b.arch, mb(float64(b.size)), verdict(mb(float64(b.size)), 35, true))
 	}
-	rss, ok := d.r.get(pkgFootprint, "AgentFootprint", "rss-steady-MB") // the benchmark's MB are MiB
-	rssText := "—"
-	if ok {
-		rss = rss * (1 << 20) / 1e6
-		rssText = fmt.Sprintf("%.1f MB", rss)
-	} else {
-		rss = math.NaN()
+	for _, v := range footprintVariants {
+		rss, ok := d.r.get(pkgFootprint, "AgentFootprint/"+v.name, "rss-steady-MB") // the benchmark's MB are MiB
+		rssText := "—"
+		if ok {
+			rss = rss * (1 << 20) / 1e6
+			rssText = fmt.Sprintf("%.1f MB", rss)
+		} else {
+			rss = math.NaN()
+		}
+		d.p("| agent RSS at steady state, 10,000 subjects, pack loaded — %s | ≤ 40 MB | %s | %s |", v.short, rssText, verdict(rss, 40, true))
 	}
-	d.p("| agent RSS at steady state, 10,000 subjects, pack loaded | ≤ 40 MB | %s | %s |", rssText, verdict(rss, 40, true))
 	for _, m := range []struct{ label, name string }{
 		{"10,000 devices connected, each one event within 10 s: publish → stored", "ControllerIngest/devices_10000/steady"},
 		{"10,000 devices connected, all at once (burst): publish → stored", "ControllerIngest/devices_10000/burst"},
@@ -344,24 +346,28 @@ func (d *doc) gallery() {
 	d.p("`go test -run '^$' -bench '^BenchmarkGallerySize$' -benchmem ./agent/`")
 	d.p("")
 	d.p("A real agent on the residential gate whose `gallery.db` holds N subjects. *decide* gathers the facts from the")
-	d.p("terminal (the gallery counted in SQLite, the files read) and takes the full-pack decision, as each evaluation of")
-	d.p("the agent does before recording it; *match* is the agent's `match` for one subject after another across the gallery.")
+	d.p("terminal (the files read; the gallery's count kept from the last evaluation, since nothing was written to it) and")
+	d.p("takes the full-pack decision, as each evaluation of the agent does before recording it; *recount* is the same just")
+	d.p("after the terminal software committed a write to the gallery, which is then counted again, subject by subject;")
+	d.p("*match* is the agent's `match` for one subject after another across the gallery.")
 	d.p("")
-	d.p("| subjects | decide p50 / p99 | decide B/op | decide allocs/op | match p50 / p99 |")
-	d.p("|---:|---:|---:|---:|---:|")
+	d.p("| subjects | decide p50 / p99 | decide B/op | recount p50 / p99 | recount B/op | match p50 / p99 |")
+	d.p("|---:|---:|---:|---:|---:|---:|")
 	sizes := []int{100, 1000, 10_000, 100_000}
 	for _, n := range sizes {
 		base := fmt.Sprintf("GallerySize/subjects_%d/", n)
-		d.p("| %s | %s | %s | %s | %s |", fmtNum(float64(n)), d.pct(pkgAgent, base+"decide"), d.num(pkgAgent, base+"decide", "B/op"),
-			d.num(pkgAgent, base+"decide", "allocs/op"), d.pct(pkgAgent, base+"match"))
+		d.p("| %s | %s | %s | %s | %s | %s |", fmtNum(float64(n)), d.pct(pkgAgent, base+"decide"), d.num(pkgAgent, base+"decide", "B/op"),
+			d.pct(pkgAgent, base+"recount"), d.num(pkgAgent, base+"recount", "B/op"), d.pct(pkgAgent, base+"match"))
 	}
-	small, ok1 := d.ns(pkgAgent, "GallerySize/subjects_100/decide", "p50-µs")
-	large, ok2 := d.ns(pkgAgent, "GallerySize/subjects_100000/decide", "p50-µs")
+	small, ok1 := d.ns(pkgAgent, "GallerySize/subjects_100/recount", "p50-µs")
+	large, ok2 := d.ns(pkgAgent, "GallerySize/subjects_100000/recount", "p50-µs")
 	if ok1 && ok2 {
 		d.p("")
-		d.p("Gathering the facts grows linearly with the gallery: about %s per subject (p50, 100 → 100,000 subjects), while the",
+		d.p("Counting the gallery grows linearly with it: about %s per subject (p50, 100 → 100,000 subjects). The agent",
 			fmtDur((large-small)/(100_000-100)))
-		d.p("decision itself does not depend on it (the facts carry counts only). `match` stays one indexed lookup.")
+		d.p("counts again only when SQLite's `data_version` says another connection committed to the file; otherwise it keeps")
+		d.p("the last count and recomputes only what depends on the time. The decision itself does not depend on the gallery")
+		d.p("(the facts carry counts only). `match` stays one indexed lookup.")
 	}
 	d.p("")
 }
@@ -400,18 +406,24 @@ func (d *doc) footprint(bins []binary) {
 		d.p("| `%s` (%s) | %.1f MB (%.1f MiB) | %s |", b.path, b.arch, mb(float64(b.size)), float64(b.size)/(1<<20), b.file)
 	}
 	d.p("")
-	d.p("| agent process, linux/amd64, 10,000 subjects, evaluating every second, connected | VmRSS |")
-	d.p("|---|---:|")
+	d.p("| agent process, linux/amd64, 10,000 subjects, evaluating every second, connected: VmRSS | %s | %s |",
+		footprintVariants[0].long, footprintVariants[1].long)
+	d.p("|---|---:|---:|")
 	for _, m := range []struct{ unit, label string }{{"rss-steady-MB", "steady state (after 30 s)"}, {"rss-peak-MB", "peak over 30 s"},
 		{"rss-anon-MB", "of the steady state: the agent's own memory (RssAnon: heap, stacks, SQLite caches)"},
 		{"rss-file-MB", "of the steady state: pages of the binary (RssFile)"}} {
-		v, ok := d.r.get(pkgFootprint, "AgentFootprint", m.unit)
-		s := "—"
-		if ok {
-			s = fmt.Sprintf("%.1f MB (%.1f MiB)", v*(1<<20)/1e6, v)
+		var cells [2]string
+		for i, fv := range footprintVariants {
+			cells[i] = "—"
+			if v, ok := d.r.get(pkgFootprint, "AgentFootprint/"+fv.name, m.unit); ok {
+				cells[i] = fmt.Sprintf("%.1f MB (%.1f MiB)", v*(1<<20)/1e6, v)
+			}
 		}
-		d.p("| %s | %s |", m.label, s)
+		d.p("| %s | %s | %s |", m.label, cells[0], cells[1])
 	}
+	d.p("")
+	d.p("The agent counts the gallery again only when another connection has committed to it (SQLite's `data_version`);")
+	d.p("on a quiet terminal it keeps the last count, on a busy one each evaluation walks the 10,000 subjects.")
 	d.p("")
 	d.p("OPA is most of the binary, and the binary's own pages are a large part of the resident memory: how large")
 	d.p("depends on the kernel, and this machine's maps the page cache of an ext4 file in large folios (smaps_rollup")
@@ -421,6 +433,12 @@ func (d *doc) footprint(bins []binary) {
 	d.p("(a terminal evaluates a few times a minute). `TestDeviceBinaryImports` keeps the broker, the controller, the")
 	d.p("dashboard and the other operator-side packages out of the device binary.")
 	d.p("")
+}
+
+// footprintVariants are the sub-benchmarks of BenchmarkAgentFootprint.
+var footprintVariants = [2]struct{ name, short, long string }{
+	{"quiet", "gallery unchanged", "quiet: nothing writes to the gallery"},
+	{"matching", "busy gate (10 recognitions/s)", "matching: the terminal records 10 recognitions a second"},
 }
 
 func (d *doc) record() {

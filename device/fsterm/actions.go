@@ -58,7 +58,7 @@ func (t *Terminal) PurgeExpiredSubjects(ctx context.Context, reason string) (dev
 // and beyond_retention in the facts come from the same value.
 func (t *Terminal) retentionDays() (int, error) {
 	f := placeholderFacts(t.clock.Now())
-	if res := collectSite(t.path(SitePath), &f); res.noticeKnown {
+	if res := collectSite(t.path(SitePath), &t.siteParse, &f); res.noticeKnown {
 		return f.Notice.RetentionDays, nil
 	}
 	for _, u := range f.Unknown {

@@ -21,6 +21,7 @@
 package fsterm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -117,6 +118,9 @@ type Terminal struct {
 	gallery   *galleryHandle
 	// galleryRO is the read-only connection the facts are counted on.
 	galleryRO galleryReader
+	// The last site.yaml and status.json parsed.
+	siteParse   lastParse[*siteDoc]
+	statusParse lastParse[*statusDoc]
 }
 
 var _ device.Terminal = (*Terminal)(nil)
@@ -146,13 +150,13 @@ func (t *Terminal) Facts(ctx context.Context) (device.Facts, error) {
 		return device.Facts{}, fmt.Errorf("collect facts: %w", err)
 	}
 
-	site := collectSite(t.path(SitePath), &f)
+	site := collectSite(t.path(SitePath), &t.siteParse, &f)
 	t.applyDeviceID(&f, site)
 	if err := ctx.Err(); err != nil {
 		return device.Facts{}, fmt.Errorf("collect facts: %w", err)
 	}
 
-	status := collectStatus(t.path(StatusPath), now, t.opts.StatusMaxAge, &f)
+	status := collectStatus(t.path(StatusPath), &t.statusParse, now, t.opts.StatusMaxAge, &f)
 	if err := ctx.Err(); err != nil {
 		return device.Facts{}, fmt.Errorf("collect facts: %w", err)
 	}
@@ -257,6 +261,32 @@ func ceilSeconds(d time.Duration) int {
 		return maxCount
 	}
 	return int(s)
+}
+
+// lastParse keeps the last parse of a file: parsing is a function of the bytes alone, so the same bytes
+// give the same document without being parsed again (site.yaml and status.json are read at every
+// evaluation and rarely change; parsing them was a third of gathering the facts). The document is
+// shared between calls and must not be changed by its users. The zero value is ready; a nil *lastParse
+// parses every time.
+type lastParse[T any] struct {
+	mu   sync.Mutex
+	data []byte
+	doc  T
+	err  error
+	ok   bool
+}
+
+func (p *lastParse[T]) parse(data []byte, parse func([]byte) (T, error)) (T, error) {
+	if p == nil {
+		return parse(data)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.ok || !bytes.Equal(p.data, data) {
+		p.doc, p.err = parse(data)
+		p.data, p.ok = data, true
+	}
+	return p.doc, p.err
 }
 
 // readFile reads a whole file of at most limit bytes. Its errors never carry the path: the reason of an

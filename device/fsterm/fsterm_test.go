@@ -394,3 +394,77 @@ func TestCeilSeconds(t *testing.T) {
 		})
 	}
 }
+
+// TestFactsKeepTheLastParse: site.yaml and status.json are parsed again only when their bytes change,
+// and nothing done to one Facts result reaches the next.
+func TestFactsKeepTheLastParse(t *testing.T) {
+	for _, name := range fixtureNames(t) {
+		t.Run(name, func(t *testing.T) {
+			root := fixtureRoot(t, name)
+			term := newTestTerminal(root)
+			ctx := context.Background()
+			first, err := term.Facts(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := string(mustValidate(t, first))
+			site, status := term.siteParse.doc, term.statusParse.doc
+			// What the agent or a later step might do to its copy.
+			for i := range first.Egress {
+				first.Egress[i].Dest = "changed"
+			}
+			first.Egress = append(first.Egress, device.Egress{Dest: "appended"})
+			for i := range first.Prompts {
+				first.Prompts[i] = "changed"
+			}
+			for i := range first.Notice.Fields {
+				first.Notice.Fields[i] = "changed"
+			}
+			for i := range first.Alternatives.Configured {
+				first.Alternatives.Configured[i] = "changed"
+			}
+			second, err := term.Facts(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(mustValidate(t, second)); got != want {
+				t.Errorf("the second Facts differs from the first:\n%s\nwant:\n%s", got, want)
+			}
+			if term.siteParse.doc != site || term.statusParse.doc != status {
+				t.Error("unchanged files were parsed again")
+			}
+			fresh, err := newTestTerminal(root).Facts(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(mustValidate(t, fresh)); got != want {
+				t.Errorf("a new terminal gathers other facts:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+
+	// A changed file is parsed again, whatever its modification time says.
+	root := fixtureRoot(t, "residential-gate")
+	term := newTestTerminal(root)
+	if _, err := term.Facts(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(root, SitePath)
+	st, _ := os.Stat(path)
+	data, _ := os.ReadFile(path)
+	changed := strings.Replace(string(data), "public_place: false", "public_place: true ", 1)
+	if changed == string(data) {
+		t.Fatal("the fixture's site.yaml has no public_place: false")
+	}
+	if err := os.WriteFile(path, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chtimes(path, st.ModTime(), st.ModTime())
+	f, err := term.Facts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Location.PublicPlace {
+		t.Error("site.yaml was changed but the facts still say what it said before")
+	}
+}

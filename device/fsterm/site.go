@@ -45,13 +45,14 @@ type siteResult struct {
 	allowed     allowList
 }
 
-// collectSite reads site.yaml into f. A file that cannot be read or is refused as a whole makes every
-// group it gives unknown; a broken section makes only its own group unknown.
-func collectSite(path string, f *device.Facts) siteResult {
+// collectSite reads site.yaml into f, parsed through last (nil: parsed anew). A file that cannot be read
+// or is refused as a whole makes every group it gives unknown; a broken section makes only its own
+// group unknown.
+func collectSite(path string, last *lastParse[*siteDoc], f *device.Facts) siteResult {
 	data, err := readFile(path, maxSiteBytes)
 	if err == nil {
 		var doc *siteDoc
-		doc, err = parseSite(data)
+		doc, err = last.parse(data, parseSite)
 		if err == nil {
 			return doc.apply(f)
 		}
@@ -75,7 +76,8 @@ type siteDoc struct {
 	errs             map[string]error
 }
 
-// apply copies the valid sections into f and marks the others unknown.
+// apply copies the valid sections into f and marks the others unknown. The document may be a kept
+// parse: f gets copies of its lists, which the gathering goes on to change.
 func (d *siteDoc) apply(f *device.Facts) siteResult {
 	res := siteResult{known: true, siteID: d.siteID, siteName: d.siteName, allowed: d.allowed}
 	for _, g := range siteGroups {
@@ -93,6 +95,7 @@ func (d *siteDoc) apply(f *device.Facts) siteResult {
 			f.Signage = d.signage
 		case device.GroupNotice:
 			f.Notice = d.notice
+			f.Notice.Fields = slices.Clone(d.notice.Fields)
 			res.noticeKnown = true
 		case device.GroupPIA:
 			f.PIA = d.pia

@@ -58,7 +58,7 @@ func collectSiteFrom(t *testing.T, content *string) (device.Facts, siteResult) {
 		}
 	}
 	f := placeholderFacts(testNow)
-	res := collectSite(path, &f)
+	res := collectSite(path, nil, &f)
 	mustValidate(t, f)
 	return f, res
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"reflect"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -49,13 +50,13 @@ type statusResult struct {
 
 // collectStatus reads status.json into f. A file that cannot be read, is refused as a whole, or is stale
 // makes every group it gives unknown; a broken section makes only its own group unknown.
-func collectStatus(path string, now time.Time, maxAge time.Duration, f *device.Facts) statusResult {
+func collectStatus(path string, last *lastParse[*statusDoc], now time.Time, maxAge time.Duration, f *device.Facts) statusResult {
 	data, err := readFile(path, maxStatusBytes)
 	if err != nil {
 		markAll(f, statusGroups, StatusPath, err)
 		return statusResult{}
 	}
-	doc, err := parseStatus(data)
+	doc, err := last.parse(data, parseStatus)
 	if err != nil {
 		markAll(f, statusGroups, StatusPath, err)
 		return statusResult{}
@@ -113,6 +114,8 @@ type statusDoc struct {
 	errs         map[string]error
 }
 
+// apply copies the valid sections into f and marks the others unknown. The document may be a kept
+// parse: f gets copies of its lists, which the gathering goes on to change (observed flows are appended).
 func (d *statusDoc) apply(f *device.Facts) {
 	for _, g := range statusGroups {
 		if err := d.errs[g]; err != nil {
@@ -124,10 +127,12 @@ func (d *statusDoc) apply(f *device.Facts) {
 			f.FR = d.fr
 		case device.GroupAlternatives:
 			f.Alternatives = d.alternatives
+			f.Alternatives.Configured = slices.Clone(d.alternatives.Configured)
+			f.Alternatives.Healthy = slices.Clone(d.alternatives.Healthy)
 		case device.GroupPrompts:
-			f.Prompts = d.prompts
+			f.Prompts = slices.Clone(d.prompts)
 		case device.GroupEgress:
-			f.Egress = d.egress
+			f.Egress = slices.Clone(d.egress)
 		case device.GroupSecurity:
 			f.Security = d.security
 		}

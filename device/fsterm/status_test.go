@@ -65,7 +65,7 @@ func collectStatusFrom(t *testing.T, content *string, maxAge time.Duration) (dev
 		}
 	}
 	f := placeholderFacts(testNow)
-	res := collectStatus(path, testNow, maxAge, &f)
+	res := collectStatus(path, nil, testNow, maxAge, &f)
 	mustValidate(t, f)
 	return f, res
 }

@@ -61,6 +61,11 @@ type Options struct {
 	// are requested: the agent enqueues its birth and state there.
 	OnConnect func()
 	KeepAlive time.Duration // default 30 s
+	// PingTimeout (default 30 s) is how long a PINGRESP may take before the connection is given up. A
+	// terminal whose CPU is busy may read the answer late; 10 s (paho's default) cut 266 of 10,000
+	// simulated devices off during a fleet-wide forget, and each reconnection cost far more than the
+	// answer's wait. The broker's own limit is 1.5 × KeepAlive of silence.
+	PingTimeout time.Duration
 	// ReconnectJitter (default 5 s) bounds the random delay before the first reconnect attempt; the
 	// window doubles with each attempt that fails, up to MaxReconnectDelay. paho's own backoff between
 	// attempts (1 s doubling, also up to MaxReconnectDelay) comes on top.
@@ -104,6 +109,9 @@ func New(opts Options, outbox Outbox) (*Link, error) {
 	}
 	if opts.KeepAlive == 0 {
 		opts.KeepAlive = 30 * time.Second
+	}
+	if opts.PingTimeout == 0 {
+		opts.PingTimeout = 30 * time.Second
 	}
 	if opts.ReconnectJitter == 0 {
 		opts.ReconnectJitter = 5 * time.Second
@@ -159,7 +167,7 @@ func (l *Link) clientOptions() *mqtt.ClientOptions {
 		SetOrderMatters(false). // handlers run concurrently; order lives in the envelope's seq
 		SetAutoAckDisabled(true).
 		SetKeepAlive(l.opts.KeepAlive).
-		SetPingTimeout(10*time.Second).
+		SetPingTimeout(l.opts.PingTimeout).
 		SetConnectTimeout(10*time.Second).
 		SetWriteTimeout(10*time.Second).
 		SetConnectRetry(true).
@@ -394,8 +402,10 @@ func (l *Link) ack(ctx context.Context, ids []int64) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	// A fresh context: a stop must not lose the record of what the broker already has.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	// A fresh context: a stop must not lose the record of what the broker already has. As long as a
+	// PUBACK may take: rows whose acknowledgement is not recorded are sent again, and a busy terminal
+	// (1,250 such rows in a fleet-wide forget of 10,000 simulated devices at 5 s) only adds to its load.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.opts.AckTimeout)
 	defer cancel()
 	if err := l.outbox.Ack(actx, ids...); err != nil {
 		return 0, fmt.Errorf("ack outbox rows: %w", err)

@@ -600,7 +600,11 @@ type fleetShard struct {
 func startShard(t *testing.T, k int, cfg shardConfig) *fleetShard {
 	t.Helper()
 	b, _ := json.Marshal(cfg)
-	s := &fleetShard{k: k, log: filepath.Join(t.TempDir(), fmt.Sprintf("shard-%d.log", k)), exited: make(chan struct{})}
+	logDir := os.Getenv("FACEGUARD_SHARD_LOGDIR") // a diagnostic: keep the shards' logs, with their agents' warnings
+	if logDir == "" {
+		logDir = t.TempDir()
+	}
+	s := &fleetShard{k: k, log: filepath.Join(logDir, fmt.Sprintf("shard-%d.log", k)), exited: make(chan struct{})}
 	args := []string{"-test.run=^TestFleetScaleShard$", "-test.v", "-test.count=1"}
 	if d, ok := t.Deadline(); ok {
 		args = append(args, "-test.timeout="+time.Until(d).Round(time.Second).String())
@@ -765,9 +769,13 @@ func TestFleetScaleShard(t *testing.T) {
 			// As the suite's other fleets (rig.fleetOptions), but with the agent's default reconnection
 			// jitter (5 s, doubling after each failed attempt), which spreads a fleet's reconnections as in
 			// the field.
+			logger := slog.New(slog.DiscardHandler)
+			if os.Getenv("FACEGUARD_SHARD_LOGDIR") != "" {
+				logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			}
 			opts := sim.FleetOptions{Dir: cfg.Dir, Profiles: profiles, BrokerURL: cfg.Broker, ControllerKey: r.keys.cmdPub,
 				SubjectKey: r.keys.subject, Engine: sharedEngine(t), EvaluateEvery: time.Hour, InboxSize: 8,
-				Logger: slog.New(slog.DiscardHandler), ReadyTimeout: patience, ConnectConcurrency: cfg.Concurrency}
+				Logger: logger, ReadyTimeout: patience, ConnectConcurrency: cfg.Concurrency}
 			f, err := sim.StartFleet(ctx, opts)
 			if err != nil {
 				t.Fatal(err)

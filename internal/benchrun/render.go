@@ -429,9 +429,10 @@ func (d *doc) footprint(bins []binary) {
 	d.p("depends on the kernel, and this machine's maps the page cache of an ext4 file in large folios (smaps_rollup")
 	d.p("shows some 14 MB of the binary PMD-mapped), so touching one page of a region brings the whole region in. What keeps")
 	d.p("the rest small: one store and compiler per policy generation instead of one per prepared query, SQLite page")
-	d.p("caches of 512 KiB per connection with one warm gallery connection, and `GOGC=50` in the daemon unless `GOGC` is set")
-	d.p("(a terminal evaluates a few times a minute). `TestDeviceBinaryImports` keeps the broker, the controller, the")
-	d.p("dashboard and the other operator-side packages out of the device binary.")
+	d.p("caches of 512 KiB per connection with one warm gallery connection, the gallery's count kept until it is written")
+	d.p("to, one malloc arena for SQLite, and `GOGC=50` in the daemon unless `GOGC` is set (a terminal evaluates a few")
+	d.p("times a minute). `TestDeviceBinaryImports` keeps the broker, the controller, the dashboard and the other")
+	d.p("operator-side packages out of the device binary. `docs/performance.md` has the breakdown and what was tried.")
 	d.p("")
 }
 

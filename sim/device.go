@@ -54,8 +54,12 @@ type DeviceOptions struct {
 	// InboxSize bounds the commands waiting for the agent; default DefaultInboxSize (a real agent's 1,024
 	// slots, a channel allocated whole, would cost 64 KB a simulated device).
 	InboxSize int
-	Clock     clock.Clock  // nil: the system clock; a *JumpClock makes the device's wall clock jump
-	Logger    *slog.Logger // nil: discard
+	// GalleryIdleTimeout closes the agent's read-write gallery connection after it has been unused this
+	// long; 0 keeps it warm as on a terminal (fsterm.Options). faceguard sim sets it to fit thousands of
+	// devices in one process's open files.
+	GalleryIdleTimeout time.Duration
+	Clock              clock.Clock  // nil: the system clock; a *JumpClock makes the device's wall clock jump
+	Logger             *slog.Logger // nil: discard
 	// Killable routes the agent's MQTT connection through a relay of the simulator's (a netfault proxy),
 	// so that Kill can cut it the way a crash or a power cut does: the broker sees the socket reset
 	// without an MQTT DISCONNECT and publishes the agent's last will, which a cancelled agent.Run never
@@ -169,7 +173,7 @@ func (d *Device) startAgent() error {
 	id := d.term.Profile().ID
 	r := &agentRun{exited: make(chan struct{})}
 	r.fst = fsterm.New(fsterm.Options{Root: d.term.Root(), Clock: opts.Clock, DeviceID: id,
-		StatusMaxAge: opts.StatusMaxAge, SubjectKey: opts.SubjectKey})
+		StatusMaxAge: opts.StatusMaxAge, SubjectKey: opts.SubjectKey, GalleryIdleTimeout: opts.GalleryIdleTimeout})
 	var err error
 	r.store, err = store.Open(filepath.Join(opts.StateDir, "agent.db"), store.Options{Clock: opts.Clock, MaxEvaluations: opts.MaxEvaluations})
 	if err != nil {

@@ -46,6 +46,8 @@ type FleetOptions struct {
 	InboxSize       int
 	Clock           clock.Clock
 	Killable        bool
+	// GalleryIdleTimeout: as DeviceOptions.GalleryIdleTimeout, for every device.
+	GalleryIdleTimeout time.Duration
 	// Customize, when set, adjusts the options of the i-th device (in the order of Profiles) before it
 	// starts: its own clock, broker URL (through a netfault proxy), state directory, kill switch.
 	Customize func(i int, opts *DeviceOptions)
@@ -116,7 +118,7 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 				BrokerURL: opts.BrokerURL, ControllerKey: opts.ControllerKey, SubjectKey: opts.SubjectKey,
 				EvaluateEvery: opts.EvaluateEvery, HeartbeatEvery: opts.HeartbeatEvery, ReconnectJitter: opts.ReconnectJitter,
 				StatusMaxAge: opts.StatusMaxAge, InboxSize: opts.InboxSize, Clock: opts.Clock, Logger: opts.Logger,
-				Killable: opts.Killable,
+				Killable: opts.Killable, GalleryIdleTimeout: opts.GalleryIdleTimeout,
 			}
 			if opts.Customize != nil {
 				opts.Customize(i, &do)

@@ -25,9 +25,15 @@ import (
 )
 
 // fdsPerDevice is what one simulated device holds open: its MQTT socket, the agent's store (the database,
-// its write-ahead log and shared-memory index) and the gallery the agent keeps warm (the same three, and
-// one more database handle). A device behind a scenario's proxy holds two more.
+// its write-ahead log and shared-memory index) and the gallery's read connection for the facts (the same
+// three, and one more database handle). A device behind a scenario's proxy holds two more.
 const fdsPerDevice = 8
+
+// simGalleryIdle closes an agent's read-write gallery connection after a minute unused. On a terminal it
+// stays open (fsterm.Options.GalleryIdleTimeout); here, two more files a device would put 2,000 devices
+// beyond this machine's 20,000 open files. The price is an open of the gallery at the first match or
+// forget-subject after a quiet minute.
+const simGalleryIdle = time.Minute
 
 // runSim is `faceguard sim`: many simulated terminals, each a real agent with its own MQTT connection,
 // against any broker, playing a scenario, until its end or Ctrl-C; then a summary, which checks every
@@ -153,7 +159,7 @@ func runSim(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stdout, "sim %s: starting, %d/%d terminals started\n", time.Since(start).Round(time.Second), started.Load(), devices)
 	})
 	opts := sim.FleetOptions{Dir: workDir, Profiles: profiles, BrokerURL: *brokerURL, ControllerKey: ctrlPub, SubjectKey: subjectKey,
-		Engine: eng, Logger: log, Customize: func(i int, o *sim.DeviceOptions) {
+		Engine: eng, Logger: log, GalleryIdleTimeout: simGalleryIdle, Customize: func(i int, o *sim.DeviceOptions) {
 			tl.Customize(i, o)
 			started.Add(1)
 		}}

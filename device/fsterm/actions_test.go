@@ -1137,3 +1137,37 @@ func TestPurgeLeavesNoTemplateBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestGalleryConnectionStaysWarm: the read-write connection stays open between uses, so the next match
+// or action does not open the gallery again; GalleryIdleTimeout closes it after a quiet spell instead.
+func TestGalleryConnectionStaysWarm(t *testing.T) {
+	open := func(term *Terminal) int {
+		term.galleryMu.RLock()
+		defer term.galleryMu.RUnlock()
+		if term.gallery == nil {
+			return -1
+		}
+		return term.gallery.db.Stats().OpenConnections
+	}
+	for _, c := range []struct {
+		idle time.Duration
+		want int
+	}{{0, 1}, {20 * time.Millisecond, 0}} {
+		root := actionRoot(t, adultRow("s-1")+consentRow(1, "s-1", "separate", "", ago(day), ""), 365)
+		term := actionTerminal(t, root, func(o *Options) { o.GalleryIdleTimeout = c.idle })
+		if _, err := term.LookupSubject(context.Background(), "s-1"); err != nil {
+			t.Fatal(err)
+		}
+		// database/sql closes idle connections once a second at the most often.
+		deadline := time.Now().Add(5 * time.Second)
+		for open(term) != c.want && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if c.want == 1 {
+			time.Sleep(1500 * time.Millisecond) // a cleaner pass, had there been a timeout
+		}
+		if got := open(term); got != c.want {
+			t.Errorf("GalleryIdleTimeout %s: %d connections open after the lookup, want %d", c.idle, got, c.want)
+		}
+	}
+}

@@ -85,6 +85,11 @@ type Options struct {
 	// SubjectKey is the fleet's subject key: subjects leave the device only as wire.SubjectHash under
 	// it. Purges (their receipts), ForgetSubject and SubjectHashes fail with ErrNoSubjectKey without it.
 	SubjectKey []byte
+	// GalleryIdleTimeout closes the read-write gallery connection after it has been unused this long;
+	// 0 keeps it open, warm for the next match or action (the agent on a terminal). A process that hosts
+	// thousands of simulated terminals sets it to stay within its open files (each connection holds the
+	// database and its write-ahead log).
+	GalleryIdleTimeout time.Duration
 }
 
 // SiteInfo is what the agent shows and reports besides the facts. Each field is empty (nil) when the

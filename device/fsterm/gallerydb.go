@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
 
 // galleryMaxConns bounds the agent's connections to the gallery: enough that a lookup on the hot path
@@ -109,7 +110,7 @@ func (t *Terminal) reopenGallery(ctx context.Context, path string, st os.FileInf
 		_ = t.gallery.close() // a replaced file: nothing of ours is pending on it
 		t.gallery = nil
 	}
-	h, err := openGalleryRW(ctx, path, st)
+	h, err := openGalleryRW(ctx, path, st, t.opts.GalleryIdleTimeout)
 	if err != nil {
 		return err
 	}
@@ -121,7 +122,7 @@ func (t *Terminal) reopenGallery(ctx context.Context, path string, st os.FileInf
 // it (WAL or not), waits for the terminal's locks rather than fail, starts every transaction with the
 // write lock (BEGIN IMMEDIATE) so that what an action selected is still true when it deletes, and has
 // SQLite overwrite deleted content so a purged template does not linger in free pages.
-func openGalleryRW(ctx context.Context, path string, st os.FileInfo) (*galleryHandle, error) {
+func openGalleryRW(ctx context.Context, path string, st os.FileInfo, idle time.Duration) (*galleryHandle, error) {
 	db, err := sql.Open("sqlite3", galleryRWDSN(path))
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
@@ -129,11 +130,12 @@ func openGalleryRW(ctx context.Context, path string, st os.FileInfo) (*galleryHa
 	db.SetMaxOpenConns(galleryMaxConns)
 	// One connection stays warm for the match hot path and the actions; the others (a purge beside a
 	// lookup) close as soon as they are released: each holds SQLite's page cache, which a terminal's
-	// memory budget and a simulator of thousands of terminals both feel. No idle timeout: it would close
-	// the warm one too, after a quiet minute, and the next match or forget-subject would open it again
-	// (in a simulator of thousands of terminals, 0.7 ms of a forget-subject's CPU for the open alone).
+	// memory budget and a simulator of thousands of terminals both feel. No idle timeout unless the
+	// options ask for one: it closes the warm one too, after a quiet spell, and the next match or
+	// forget-subject opens it again (in a simulator of 10,000 terminals, 0.7 ms of a forget-subject's CPU
+	// for the open alone).
 	db.SetMaxIdleConns(1)
-	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxIdleTime(idle)
 	if err := prepareGallerySchema(ctx, db); err != nil {
 		db.Close()
 		return nil, err

@@ -58,8 +58,10 @@ type DeviceOptions struct {
 	// long; 0 keeps it warm as on a terminal (fsterm.Options). faceguard sim sets it to fit thousands of
 	// devices in one process's open files.
 	GalleryIdleTimeout time.Duration
-	Clock              clock.Clock  // nil: the system clock; a *JumpClock makes the device's wall clock jump
-	Logger             *slog.Logger // nil: discard
+	// CountOnFreshConnection: the agent opens the gallery for each count of its facts (fsterm.Options).
+	CountOnFreshConnection bool
+	Clock                  clock.Clock  // nil: the system clock; a *JumpClock makes the device's wall clock jump
+	Logger                 *slog.Logger // nil: discard
 	// Killable routes the agent's MQTT connection through a relay of the simulator's (a netfault proxy),
 	// so that Kill can cut it the way a crash or a power cut does: the broker sees the socket reset
 	// without an MQTT DISCONNECT and publishes the agent's last will, which a cancelled agent.Run never
@@ -173,7 +175,8 @@ func (d *Device) startAgent() error {
 	id := d.term.Profile().ID
 	r := &agentRun{exited: make(chan struct{})}
 	r.fst = fsterm.New(fsterm.Options{Root: d.term.Root(), Clock: opts.Clock, DeviceID: id,
-		StatusMaxAge: opts.StatusMaxAge, SubjectKey: opts.SubjectKey, GalleryIdleTimeout: opts.GalleryIdleTimeout})
+		StatusMaxAge: opts.StatusMaxAge, SubjectKey: opts.SubjectKey, GalleryIdleTimeout: opts.GalleryIdleTimeout,
+		CountOnFreshConnection: opts.CountOnFreshConnection})
 	var err error
 	r.store, err = store.Open(filepath.Join(opts.StateDir, "agent.db"), store.Options{Clock: opts.Clock, MaxEvaluations: opts.MaxEvaluations})
 	if err != nil {

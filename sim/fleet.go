@@ -48,6 +48,8 @@ type FleetOptions struct {
 	Killable        bool
 	// GalleryIdleTimeout: as DeviceOptions.GalleryIdleTimeout, for every device.
 	GalleryIdleTimeout time.Duration
+	// CountOnFreshConnection: as DeviceOptions.CountOnFreshConnection, for every device.
+	CountOnFreshConnection bool
 	// Customize, when set, adjusts the options of the i-th device (in the order of Profiles) before it
 	// starts: its own clock, broker URL (through a netfault proxy), state directory, kill switch.
 	Customize func(i int, opts *DeviceOptions)
@@ -118,7 +120,7 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 				BrokerURL: opts.BrokerURL, ControllerKey: opts.ControllerKey, SubjectKey: opts.SubjectKey,
 				EvaluateEvery: opts.EvaluateEvery, HeartbeatEvery: opts.HeartbeatEvery, ReconnectJitter: opts.ReconnectJitter,
 				StatusMaxAge: opts.StatusMaxAge, InboxSize: opts.InboxSize, Clock: opts.Clock, Logger: opts.Logger,
-				Killable: opts.Killable, GalleryIdleTimeout: opts.GalleryIdleTimeout,
+				Killable: opts.Killable, GalleryIdleTimeout: opts.GalleryIdleTimeout, CountOnFreshConnection: opts.CountOnFreshConnection,
 			}
 			if opts.Customize != nil {
 				opts.Customize(i, &do)

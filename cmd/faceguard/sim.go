@@ -29,10 +29,12 @@ import (
 // three, and one more database handle). A device behind a scenario's proxy holds two more.
 const fdsPerDevice = 8
 
-// simGalleryIdle closes an agent's read-write gallery connection after a minute unused. On a terminal it
-// stays open (fsterm.Options.GalleryIdleTimeout); here, two more files a device would put 2,000 devices
-// beyond this machine's 20,000 open files. The price is an open of the gallery at the first match or
-// forget-subject after a quiet minute.
+// On a terminal the agent keeps its gallery connections open: the read-only one the facts are counted on
+// (with its last count) and the warm read-write one. Here that would be ten files a device, and 2,000
+// devices would not fit in this machine's 20,000 open files: the simulated agents count on a connection
+// opened for each count and close the read-write one after a minute unused (fsterm.Options), which keeps
+// fdsPerDevice at eight, at the price of a whole count per evaluation and an open of the gallery at the
+// first match or forget-subject after a quiet minute.
 const simGalleryIdle = time.Minute
 
 // runSim is `faceguard sim`: many simulated terminals, each a real agent with its own MQTT connection,
@@ -159,7 +161,7 @@ func runSim(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stdout, "sim %s: starting, %d/%d terminals started\n", time.Since(start).Round(time.Second), started.Load(), devices)
 	})
 	opts := sim.FleetOptions{Dir: workDir, Profiles: profiles, BrokerURL: *brokerURL, ControllerKey: ctrlPub, SubjectKey: subjectKey,
-		Engine: eng, Logger: log, GalleryIdleTimeout: simGalleryIdle, Customize: func(i int, o *sim.DeviceOptions) {
+		Engine: eng, Logger: log, GalleryIdleTimeout: simGalleryIdle, CountOnFreshConnection: true, Customize: func(i int, o *sim.DeviceOptions) {
 			tl.Customize(i, o)
 			started.Add(1)
 		}}

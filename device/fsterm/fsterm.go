@@ -90,6 +90,11 @@ type Options struct {
 	// thousands of simulated terminals sets it to stay within its open files (each connection holds the
 	// database and its write-ahead log).
 	GalleryIdleTimeout time.Duration
+	// CountOnFreshConnection opens the gallery for each count of the facts and closes it after, instead
+	// of keeping the read connection (and its last count) for the next: two files fewer a terminal, for
+	// a process that hosts thousands of simulated ones, at the price of reading the whole gallery at
+	// every evaluation.
+	CountOnFreshConnection bool
 }
 
 // SiteInfo is what the agent shows and reports besides the facts. Each field is empty (nil) when the
@@ -170,7 +175,11 @@ func (t *Terminal) Facts(ctx context.Context) (device.Facts, error) {
 	if site.noticeKnown {
 		retentionDays = &f.Notice.RetentionDays
 	}
-	if err := collectGallery(ctx, &t.galleryRO, t.path(GalleryPath), now, retentionDays, &f); err != nil {
+	reader := &t.galleryRO
+	if t.opts.CountOnFreshConnection {
+		reader = nil
+	}
+	if err := collectGallery(ctx, reader, t.path(GalleryPath), now, retentionDays, &f); err != nil {
 		return device.Facts{}, fmt.Errorf("collect facts: %w", err)
 	}
 

@@ -73,9 +73,8 @@ type galleryReader struct {
 	mu   sync.Mutex
 	db   *sql.DB
 	file os.FileInfo
-	// checked: the tables were there on this connection; checked again after any failed count.
-	checked bool
-	// last is the tally at data_version version of this connection; nil after a failed count.
+	// last is the tally at data_version version of this connection; nil on a new connection and after a
+	// failed count, when the tables are checked again.
 	last    *tally
 	version int64
 }
@@ -84,17 +83,12 @@ type galleryReader struct {
 func (r *galleryReader) count(ctx context.Context, path string, now time.Time, retentionDays *int) (device.Subjects, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// SQLite would create a missing file even for a read; the existence check keeps the agent from ever
-	// making a gallery the terminal software does not have.
-	st, err := os.Stat(path)
-	if err == nil && !st.Mode().IsRegular() {
-		err = errors.New("not a regular file")
-	}
+	st, err := statRegular(path)
 	if err != nil || (r.db != nil && !os.SameFile(r.file, st)) {
 		r.closeLocked() // gone or replaced: let go of the old file
 	}
 	if err != nil {
-		return device.Subjects{}, fileError(err)
+		return device.Subjects{}, err
 	}
 	if r.db == nil {
 		db, err := sql.Open("sqlite3", galleryDSN(path))
@@ -120,22 +114,18 @@ func (r *galleryReader) count(ctx context.Context, path string, now time.Time, r
 	if err := tx.QueryRowContext(ctx, "PRAGMA data_version").Scan(&version); err != nil {
 		return device.Subjects{}, fmt.Errorf("open: %w", err)
 	}
-	if r.last != nil && version == r.version {
-		return r.last.at(now, retentionDays), nil
-	}
 	guess := 0
 	if r.last != nil {
-		guess = r.last.subjects.Count
-	}
-	r.last = nil
-	if !r.checked {
-		if err := requireTables(ctx, tx, "subjects", "consents"); err != nil {
-			return device.Subjects{}, err
+		if version == r.version {
+			return r.last.at(now, retentionDays), nil
 		}
+		guess = r.last.subjects.Count
+	} else if err := requireTables(ctx, tx, "subjects", "consents"); err != nil {
+		return device.Subjects{}, err
 	}
 	t, err := tallySubjects(ctx, tx, guess)
-	r.checked = err == nil
 	if err != nil {
+		r.last = nil
 		return device.Subjects{}, err
 	}
 	r.last, r.version = t, version
@@ -154,8 +144,21 @@ func (r *galleryReader) closeLocked() error {
 		return nil
 	}
 	err := r.db.Close()
-	r.db, r.file, r.checked, r.last = nil, nil, false, nil
+	r.db, r.file, r.last = nil, nil, nil
 	return err
+}
+
+// statRegular stats the gallery, which must exist and be a regular file: SQLite would create a missing
+// one, and the agent never makes a gallery the terminal software does not have.
+func statRegular(path string) (os.FileInfo, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fileError(err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	return st, nil
 }
 
 // galleryDSN opens path read-only. The path is escaped because SQLite reads it as a URI, where ?, # and

@@ -75,12 +75,9 @@ type galleryHandle struct {
 // A missing gallery is an error: the agent never creates one.
 func (t *Terminal) withGallery(ctx context.Context, fn func(*galleryHandle) error) error {
 	path := t.path(GalleryPath)
-	st, err := os.Stat(path)
+	st, err := statRegular(path)
 	if err != nil {
-		return fmt.Errorf("%s: %w", GalleryPath, fileError(err))
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%s: not a regular file", GalleryPath)
+		return fmt.Errorf("%s: %w", GalleryPath, err)
 	}
 	t.galleryMu.RLock()
 	if h := t.gallery; h == nil || !os.SameFile(h.file, st) {

@@ -39,6 +39,7 @@ const BuiltinRevision = "builtin"
 // Queries the pack must answer.
 const (
 	decisionQuery = "data.faceguard.decision"
+	findingsQuery = "data.faceguard.findings"
 	matchQuery    = "data.faceguard.match"
 	catalogQuery  = "data.faceguard.controls"
 	configQuery   = "data.faceguard.config"
@@ -89,6 +90,10 @@ type generation struct {
 	info     Info
 	decision rego.PreparedEvalQuery
 	match    rego.PreparedEvalQuery
+	// findings and assembly: the decision assembled in Go from the pack's findings (assemble.go); nil
+	// assembly when the pack's assembly rules are not the built-in ones.
+	findings rego.PreparedEvalQuery
+	assembly *assembly
 	// matchTable holds the policy's match answer for every enumerated input (see matchtable.go); nil
 	// when the pack is not pure and every match is evaluated live.
 	matchTable []device.MatchResult
@@ -159,6 +164,7 @@ func loadFSBundle(fsys fs.FS) (*bundle.Bundle, error) {
 // compile activates a bundle into a fresh store and compiler once, prepares every query of the generation
 // on them, and checks that it answers the canary decisions.
 func compile(ctx context.Context, b *bundle.Bundle, info Info) (*generation, error) {
+	assembleInGo := assemblesLikeBuiltin(b) // before activation, on the modules as parsed
 	store := inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
 	compiler := ast.NewCompiler().
 		WithDefaultRegoVersion(ast.RegoV1).
@@ -209,6 +215,11 @@ func compile(ctx context.Context, b *bundle.Bundle, info Info) (*generation, err
 			return nil, fmt.Errorf("%w: %s: %w", ErrBundleIncomplete, q.query, err)
 		}
 	}
+	if assembleInGo {
+		if g.assembly, err = prepareAssembly(ctx, g, prepare); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBundleIncomplete, err)
+		}
+	}
 	if err := g.canary(ctx); err != nil {
 		return nil, err
 	}
@@ -224,7 +235,24 @@ func (e *Engine) Decide(ctx context.Context, f *device.Facts) (device.Decision, 
 	return e.active.Load().decide(ctx, factsToAST(f))
 }
 
-func (g *generation) decide(ctx context.Context, input ast.Value) (d device.Decision, err error) {
+func (g *generation) decide(ctx context.Context, input ast.Value) (device.Decision, error) {
+	if g.assembly != nil {
+		v, err := evalOne(ctx, g.findings, input)
+		if err != nil {
+			return device.Decision{}, fmt.Errorf("evaluate findings: %w", err)
+		}
+		if f, ok := decodeFindings(v); ok {
+			if d, ok := g.assembly.decide(&f); ok {
+				return d, nil
+			}
+		}
+		// Findings the Go assembly cannot place: the pack's own decision decides.
+	}
+	return g.decideInRego(ctx, input)
+}
+
+// decideInRego evaluates data.faceguard.decision itself.
+func (g *generation) decideInRego(ctx context.Context, input ast.Value) (d device.Decision, err error) {
 	v, err := evalOne(ctx, g.decision, input)
 	if err != nil {
 		return d, fmt.Errorf("evaluate decision: %w", err)

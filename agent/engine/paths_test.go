@@ -180,6 +180,11 @@ func decisionPaths(t testing.TB) []struct {
 		decide decisionPath
 	}{
 		{"embedded", e.Decide},
+		// The same engine evaluating data.faceguard.decision whole, assembly included: what a bundle that
+		// changes decision.rego gets (assemble.go).
+		{"rego", func(ctx context.Context, f *device.Facts) (device.Decision, error) {
+			return e.active.Load().decideInRego(ctx, factsToAST(f))
+		}},
 		{"server", startOPAServer(t)},
 		{"eval", opaEvalPath(t)},
 		{"go", func(_ context.Context, f *device.Facts) (device.Decision, error) { return fl.decide(f), nil }},

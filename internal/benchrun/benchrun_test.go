@@ -15,6 +15,7 @@ cpu: AMD EPYC
 BenchmarkDecisionPaths/embedded/typical-2 	    5803	    176478 ns/op	       141.9 p50-µs	       639.3 p99-µs	   61991 B/op	    1209 allocs/op
 BenchmarkDecisionPaths/embedded/typical-2 	    5803	    186478 ns/op	       151.9 p50-µs	       539.3 p99-µs	   61991 B/op	    1209 allocs/op
 BenchmarkDecisionPaths/embedded/typical-2 	    5803	    196478 ns/op	       161.9 p50-µs	       739.3 p99-µs	   61991 B/op	    1209 allocs/op
+BenchmarkDecisionPaths/rego/typical-2 	    5003	    206478 ns/op	       171.9 p50-µs	       701.3 p99-µs	   61991 B/op	    1209 allocs/op
 BenchmarkDecisionPaths/server/typical-2 	    2001	    589014 ns/op	       516.3 p50-µs	      2240 p99-µs	   19253 B/op	     157 allocs/op
 BenchmarkDecisionPaths/go/typical-2 	  376622	      2856 ns/op	         1.773 p50-µs	         7.551 p99-µs	    2176 B/op	      20 allocs/op
 pkg: github.com/faceguard/faceguard/agent
@@ -58,7 +59,9 @@ func TestRenderShowsRatiosVerdictsAndGaps(t *testing.T) {
 	for _, want := range []string{
 		"| full-pack decision, prepared, in process — typical | p50 ≤ 100 µs | p50 152 µs | **not met** |",
 		"typical 3.4×", // 516.3 / 151.9
-		"| 152 µs / 639 µs | 516 µs / 2.24 ms |", // embedded and server of the typical document
+		"| 152 µs / 639 µs | 172 µs / 701 µs | 516 µs / 2.24 ms |", // embedded, rego and server of the typical document
+		"| 3.4× | 3.0× |", // server ÷ embedded, server ÷ rego
+		"| the same, assembled in Rego too (a bundle with its own `decision.rego`) | — | p50 compliant —, typical 172 µs, hotel_room — | |",
 		"| device binary, stripped, linux/amd64 | ≤ 35 MB | 27.4 MB | met |",
 		"| agent RSS at steady state, 10,000 subjects, pack loaded — gallery unchanged | ≤ 40 MB | 37.0 MB | met |",
 		"| agent RSS at steady state, 10,000 subjects, pack loaded — busy gate (10 recognitions/s) | ≤ 40 MB | 43.3 MB | **not met** |",

@@ -214,6 +214,11 @@ func (d *doc) summary(bins []binary) {
 		parts = append(parts, doc.name+" "+s)
 	}
 	d.p("| the same decision vs an OPA sidecar on loopback (p50 ÷ p50) | ≥ 5× faster | %s | %s |", strings.Join(parts, ", "), verdict(minRatio, 5, false))
+	parts = parts[:0]
+	for _, doc := range decisionDocs {
+		parts = append(parts, doc.name+" "+fmtDur(d.nsOrNaN(pkgEngine, "DecisionPaths/rego/"+doc.name, "p50-µs")))
+	}
+	d.p("| the same, assembled in Rego too (a bundle with its own `decision.rego`) | — | p50 %s | |", strings.Join(parts, ", "))
 	for _, m := range []struct{ label, pkg, name string }{
 		{"`match` in process, fixture gallery (5 subjects)", pkgAgent, "MatchInProcess/gallery_0_extra"},
 		{"`match` in process, 10,000-subject gallery", pkgAgent, "MatchInProcess/gallery_10000_extra"},
@@ -252,31 +257,35 @@ func (d *doc) summary(bins []binary) {
 }
 
 func (d *doc) decision() {
-	d.p("## Policy decision four ways (`agent/engine`)")
+	d.p("## Policy decision five ways (`agent/engine`)")
 	d.p("")
 	d.p("`go test -run '^$' -bench 'BenchmarkDecisionPaths' -benchmem ./agent/engine/` (`make bench` runs the `eval` path with `-benchtime 20x`)")
 	d.p("")
-	d.p("The same decision, `data.faceguard.decision`, on the same facts, taken four ways: **embedded** is the agent's engine")
-	d.p("(prepared query, facts converted straight to OPA's value type); **server** is what one would build instead, the pinned")
+	d.p("The same decision, `data.faceguard.decision`, on the same facts, taken five ways: **embedded** is the agent's engine")
+	d.p("(prepared query, facts converted straight to OPA's value type: the pack's `findings` evaluated by OPA, the decision")
+	d.p("assembled from them in Go as `decision.rego` does, `agent/engine/assemble.go`); **rego** is the same engine evaluating")
+	d.p("`data.faceguard.decision` whole, as it does for a bundle that changes the assembly rules; **server** is what one would build instead, the pinned")
 	d.p("OPA as a sidecar (`opa run --server` with the pack and data.json) asked on 127.0.0.1 with `POST /v1/data/faceguard/decision`,")
 	d.p("keep-alive, the facts marshalled to JSON and the answer decoded; **eval** is `opa eval` as a subprocess per decision;")
 	d.p("**Go** is the floor, the pack's controls written by hand in Go over the typed facts (`agent/engine/floor_test.go`,")
-	d.p("test code only). `TestDecisionPathsAgree` checks that all four take the same decision on these documents.")
+	d.p("test code only). `TestDecisionPathsAgree` checks that all five take the same decision on these documents, and")
+	d.p("`TestAssemblyAgreesWithThePack` that the Go assembly is the pack's on thousands of crossed-over documents.")
 	d.p("")
-	d.p("| document | embedded p50 / p99 | server p50 / p99 | eval p50 / p99 | Go p50 / p99 | server ÷ embedded | eval ÷ embedded | embedded ÷ Go |")
-	d.p("|---|---:|---:|---:|---:|---:|---:|---:|")
+	d.p("| document | embedded p50 / p99 | rego p50 / p99 | server p50 / p99 | eval p50 / p99 | Go p50 / p99 | server ÷ embedded | server ÷ rego | eval ÷ embedded | embedded ÷ Go |")
+	d.p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, doc := range decisionDocs {
 		n := func(path string) string { return "DecisionPaths/" + path + "/" + doc.name }
 		_, rs := d.ratio(pkgEngine, n("server"), pkgEngine, n("embedded"), "p50-µs")
+		_, rr := d.ratio(pkgEngine, n("server"), pkgEngine, n("rego"), "p50-µs")
 		_, re := d.ratio(pkgEngine, n("eval"), pkgEngine, n("embedded"), "p50-µs")
 		_, rg := d.ratio(pkgEngine, n("embedded"), pkgEngine, n("go"), "p50-µs")
-		d.p("| %s | %s | %s | %s | %s | %s | %s | %s |", doc.label, d.pct(pkgEngine, n("embedded")), d.pct(pkgEngine, n("server")),
-			d.pct(pkgEngine, n("eval")), d.pct(pkgEngine, n("go")), rs, re, rg)
+		d.p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", doc.label, d.pct(pkgEngine, n("embedded")), d.pct(pkgEngine, n("rego")),
+			d.pct(pkgEngine, n("server")), d.pct(pkgEngine, n("eval")), d.pct(pkgEngine, n("go")), rs, rr, re, rg)
 	}
 	d.p("")
 	d.p("| path | document | mean | B/op | allocs/op |")
 	d.p("|---|---|---:|---:|---:|")
-	for _, path := range []string{"embedded", "server", "eval", "go"} {
+	for _, path := range []string{"embedded", "rego", "server", "eval", "go"} {
 		for _, doc := range decisionDocs {
 			n := "DecisionPaths/" + path + "/" + doc.name
 			d.p("| %s | %s | %s | %s | %s |", path, doc.name, d.dur(pkgEngine, n, "ns/op"), d.num(pkgEngine, n, "B/op"), d.num(pkgEngine, n, "allocs/op"))

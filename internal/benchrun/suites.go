@@ -26,7 +26,7 @@ const (
 // benchstat can tell a change from noise; the OPA sidecar and subprocess are OPA's speed, not ours,
 // and the long fleet-side runs are measured once.
 var suites = []suite{
-	{name: "decision", pkg: pkgEngine, bench: `^BenchmarkDecisionPaths$/^(embedded|server|go)$`, repeated: true, guard: true},
+	{name: "decision", pkg: pkgEngine, bench: `^BenchmarkDecisionPaths$/^(embedded|rego|server|go)$`, repeated: true, guard: true},
 	// A subprocess per decision takes tens of milliseconds: a fixed number of decisions.
 	{name: "decision-eval", pkg: pkgEngine, bench: `^BenchmarkDecisionPaths$/^eval$`, benchtime: "20x", repeated: true},
 	{name: "engine", pkg: pkgEngine, bench: `^Benchmark(Match|MatchLive|DecideParallel|ActivateBundle)$`, repeated: true, guard: true},

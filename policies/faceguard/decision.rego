@@ -1,13 +1,19 @@
 # The decision (DESIGN §6, contract): reasons grouped into at most one violation per control, the
 # enforcement actions in canonical order, and counts per severity.
+#
+# These rules read nothing but `findings` (findings.rego), the catalog and the two ranks. The agent
+# evaluates `findings` and assembles the same decision in Go (agent/engine/assemble.go) while the rules of
+# this file are the built-in ones, and evaluates `decision` itself for a bundle that changes them; a
+# differential test keeps the two equal (docs/performance.md).
 package faceguard
 
-# decision is what the agent evaluates, exactly four keys. The first branch is the fast path of a
-# complete, compliant document with nothing to do.
+# decision is exactly four keys. The first branch is the fast path of a document with nothing to report
+# and nothing to do.
 decision := _clean if {
-	count(_reason) == 0
-	count(_unknown) == 0
-	input.subjects.withdrawn_pending == 0
+	f := findings
+	count(f.reasons) == 0
+	count(f.unverifiable) == 0
+	f.purge_withdrawn == false
 } else := _complete if {
 	_complete_applies
 } else := {
@@ -17,14 +23,13 @@ decision := _clean if {
 	"counts": _counts,
 }
 
-# The common case that is not clean: every fact known, no research exclusion, at most one reason per
-# control. Each reason becomes its violation in one step, keyed by [severity rank, control id, action,
-# violation]: a set iterates in sorted order, so the violations come out in the contract's order, and
-# the actions, keyed by their rank, too. The general branch below gives the same decision (the Rego
+# The common case that is not clean: every control verifiable, at most one reason per control. Each
+# reason becomes its violation in one step, keyed by [severity rank, control id, action, violation]: a
+# set iterates in sorted order, so the violations come out in the contract's order, and the actions,
+# keyed by their rank, too. The general branch below gives the same decision (the Rego
 # tests take both), but spends about a fifth more on a typical terminal (docs/performance.md).
 _complete_applies if {
-	count(_unknown) == 0
-	not _excluded
+	count(findings.unverifiable) == 0
 	count(_vk) == count({k[1] | some k in _vk})
 }
 
@@ -42,7 +47,7 @@ _complete := {
 	ranks := concat("", [k[0] | some k in _vk])
 	status := _status_of(ranks)
 	ar := _action_rank
-	base := {[ar[a], a] | some k in _vk; a := k[2]; a != null} | _purge_now
+	base := {[ar[a], a] | some k in _vk; a := k[2]; a != null} | _purge_action
 	actions := _with_alternatives(base)
 }
 
@@ -53,7 +58,7 @@ _vk := {[ranks[c.severity], id, c.action, {
 	"message": r.message,
 	"facts": r.facts,
 }] |
-	some r in _reason
+	some r in findings.reasons
 	id := r.control
 	c := cs[id]
 } if {
@@ -77,52 +82,8 @@ _clean := {
 	"counts": {"critical": 0, "high": 0, "medium": 0, "low": 0},
 }
 
-# The reasons from known facts: a reason that read a fact of an unknown group is dropped.
-_reason := _raw_reason if count(_unknown) == 0
-
-else := {r |
-	some r in _raw_reason
-	not _reads_unknown(r.facts)
-}
-
-_reads_unknown(facts) if {
-	some f in facts
-	_unknown[split(f, ".")[0]]
-}
-
-# Controls that fire from known facts.
-_failing_normal := {r.control | some r in _reason}
-
-# A control with no reason from known facts but an unknown group, that could apply, cannot be verified:
-# it keeps its severity and articles, takes no action, and names the unknown groups.
-_unknown_reason contains {"control": id, "message": {"zh": zh, "en": en}, "facts": groups} if {
-	count(_unknown) > 0
-	some id, c in controls
-	not _failing_normal[id]
-	groups := sort([g | some g in c.facts; _unknown[g]])
-	count(groups) > 0
-	every gate in object.get(_gates, id, []) {
-		_gate_open(gate)
-	}
-
-	# Several groups from one broken file give one cause, said once.
-	causes := sort({[i.source, i.reason] | some g in groups; some i in _group_issues; i.fact == g})
-	zh := concat("", [
-		"无法核实：未能采集事实 ", concat("、", groups),
-		"（", concat("；", [sprintf("%v：%v", c) | some c in causes]), "）",
-	])
-	en := concat("", [
-		"cannot be verified: facts ", concat(", ", groups),
-		" could not be gathered (", concat("; ", [sprintf("%v: %v", c) | some c in causes]), ")",
-	])
-}
-
-# Under the research exclusion nothing applies; otherwise every reason counts.
-_reasons := set() if _excluded
-
-else := _reason if count(_unknown) == 0
-
-else := _reason | _unknown_reason
+# Every reason counts, the unverifiable ones too.
+_reasons := findings.reasons | findings.unverifiable
 
 _failing := {r.control | some r in _reasons}
 
@@ -174,22 +135,15 @@ _violation(id, c, reasons) := {
 
 # Actions come only from reasons on known facts (a control that cannot be verified takes none), each
 # keyed by its canonical rank so that the set iterates in the contract's order; a control without an
-# action (null) has no rank and adds nothing. With every fact known, the reasons are the keyed ones.
-_base_actions := {[ranks[a], a] | some k in keyed; a := k[2].action} | _purge_now if {
-	count(_unknown) == 0
-	keyed := _keyed
-	ranks := _action_rank
-} else := {[ranks[a], a] | some r in _reason; a := cs[r.control].action} | _purge_now if {
-	not _excluded
+# action (null) has no rank and adds nothing.
+_base_actions := {[ranks[a], a] | some r in findings.reasons; a := cs[r.control].action} | _purge_action if {
 	cs := controls
 	ranks := _action_rank
-} else := set()
+}
 
 # The duty to purge a withdrawn subject starts at once, before the deadline makes it a violation.
-_purge_now := {[_action_rank.purge_withdrawn_subjects, "purge_withdrawn_subjects"]} if {
-	input.subjects.withdrawn_pending > 0
-	not _excluded
-	not _unknown.subjects
+_purge_action := {[_action_rank.purge_withdrawn_subjects, "purge_withdrawn_subjects"]} if {
+	findings.purge_withdrawn == true
 } else := set()
 
 _actions := [k[1] | some k in _with_alternatives(_base_actions)]

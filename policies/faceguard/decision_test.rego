@@ -185,3 +185,37 @@ test_data_coercion_phrases_skip_neutral_prompts if {
 		}
 	}
 }
+
+# findings (findings.rego): what the decision is made of, and what the agent assembles it from.
+test_findings_of_a_compliant_gate_are_empty if {
+	f := faceguard.findings with input as mk({})
+	f == {"reasons": set(), "unverifiable": set(), "purge_withdrawn": false}
+}
+
+test_findings_carry_reasons_unverifiable_and_purge if {
+	f := faceguard.findings with input as mk({
+		"security": {"audit_log": false},
+		"subjects": {"withdrawn_pending": 1, "withdrawn_oldest_s": 10},
+		"unknown": [unknown_entry("egress", "var/lib/terminal/status.json", "no such file")],
+	})
+	{r.control | some r in f.reasons} == {"FRM-14-SECURITY"}
+	{r.control | some r in f.unverifiable} == {"FRM-08-LOCAL-STORAGE"}
+	f.purge_withdrawn == true
+}
+
+test_findings_under_the_research_exclusion_are_empty if {
+	f := faceguard.findings with input as mk({
+		"device": {"stage": "rnd_lab"},
+		"security": {"audit_log": false},
+		"subjects": {"withdrawn_pending": 1, "withdrawn_oldest_s": 99999},
+	})
+	f == {"reasons": set(), "unverifiable": set(), "purge_withdrawn": false}
+}
+
+test_findings_purge_waits_for_known_subjects if {
+	f := faceguard.findings with input as mk({
+		"subjects": {"withdrawn_pending": 1, "withdrawn_oldest_s": 10},
+		"unknown": [unknown_entry("subjects", "var/lib/terminal/gallery.db", "database is locked")],
+	})
+	f.purge_withdrawn == false
+}

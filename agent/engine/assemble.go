@@ -1,0 +1,327 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/faceguard/faceguard/device"
+)
+
+// The decision in two steps. The pack's controls are judged in Rego: data.faceguard.findings is every
+// reason from known facts, every control that cannot be verified, and whether a withdrawn subject is to
+// be purged now (policies/faceguard/findings.rego). Turning those into the contract's decision (DESIGN §6:
+// one violation per control with the catalog's severity and articles, ordered; actions in canonical order
+// with the alternatives kept on; counts) is the rules of decision.rego, and half of the time of a decision
+// with violations when OPA interprets them (docs/performance.md). The agent assembles it here instead,
+// while the active pack's assembly rules are the built-in ones: a bundle that changes them is decided by
+// its own data.faceguard.decision. TestAssemblyAgreesWithThePack keeps the two equal.
+
+// finding is one reason of data.faceguard.findings.
+type finding struct {
+	control string
+	message device.Text
+	facts   []string
+}
+
+type findings struct {
+	reasons      []finding // from known facts: each takes its control's action
+	unverifiable []finding // controls that cannot be verified: no action
+	purge        bool      // a withdrawn subject is to be purged now
+}
+
+// assembly is what the Go assembly reads of a generation: its catalog and the ranks of decision.rego.
+type assembly struct {
+	catalog      map[string]Control
+	severityRank map[string]string // severity → its place in the order, "0" first
+	actionRank   map[string]int    // action → its place in the canonical order
+}
+
+// decide assembles the decision as decision.rego does. ok is false for findings it cannot place (a reason
+// of a control the catalog does not have, or of a severity without a rank): the pack's own decision then
+// decides, whatever it makes of them.
+func (a *assembly) decide(f *findings) (d device.Decision, ok bool) {
+	d = device.Decision{Status: device.StatusCompliant, Violations: []device.Violation{}, Actions: []string{}}
+	type group struct {
+		rank    string
+		control string
+		entry   Control
+		reasons []*finding
+	}
+	var groups []*group
+	byControl := map[string]*group{}
+	add := func(r *finding) bool {
+		g := byControl[r.control]
+		if g == nil {
+			c, found := a.catalog[r.control]
+			rank, ranked := a.severityRank[c.Severity]
+			if !found || !ranked {
+				return false
+			}
+			g = &group{rank: rank, control: r.control, entry: c}
+			byControl[r.control] = g
+			groups = append(groups, g)
+		}
+		g.reasons = append(g.reasons, r)
+		return true
+	}
+	for _, list := range [][]finding{f.reasons, f.unverifiable} {
+		for i := range list {
+			if !add(&list[i]) {
+				return d, false
+			}
+		}
+	}
+	slices.SortFunc(groups, func(x, y *group) int {
+		return cmp.Or(strings.Compare(x.rank, y.rank), strings.Compare(x.control, y.control))
+	})
+	for _, g := range groups {
+		v := device.Violation{Control: g.control, Severity: g.entry.Severity, Articles: nonNil(g.entry.Articles)}
+		if len(g.reasons) == 1 {
+			v.Message, v.Facts = g.reasons[0].message, nonNil(g.reasons[0].facts)
+		} else {
+			v.Message, v.Facts = joinReasons(g.reasons)
+		}
+		d.Violations = append(d.Violations, v)
+		switch v.Severity {
+		case "critical":
+			d.Counts.Critical++
+		case "high":
+			d.Counts.High++
+		case "medium":
+			d.Counts.Medium++
+		case "low":
+			d.Counts.Low++
+		}
+	}
+	if len(d.Violations) > 0 {
+		d.Status = device.StatusNonCompliant
+	}
+
+	actions := map[string]bool{}
+	for _, r := range f.reasons {
+		if act := a.catalog[r.control].Action; act != nil {
+			actions[*act] = true
+		}
+	}
+	if f.purge {
+		actions[device.ActionPurgeWithdrawnSubjects] = true
+	}
+	// Never lock a person out: whenever face recognition goes off, the other ways through go on.
+	if actions[device.ActionDisableFaceRecognition] {
+		actions[device.ActionEnableAlternatives] = true
+	}
+	for act := range actions {
+		if _, ranked := a.actionRank[act]; ranked { // an action without a rank adds nothing, as in Rego
+			d.Actions = append(d.Actions, act)
+		}
+	}
+	slices.SortFunc(d.Actions, func(x, y string) int {
+		return cmp.Or(cmp.Compare(a.actionRank[x], a.actionRank[y]), strings.Compare(x, y))
+	})
+	return d, true
+}
+
+// joinReasons makes one message of a control's several reasons, in one order for both languages (by
+// their English message, then facts, then Chinese message), with their facts unioned and sorted.
+func joinReasons(rs []*finding) (device.Text, []string) {
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(x, y *finding) int {
+		return cmp.Or(strings.Compare(x.message.EN, y.message.EN), slices.Compare(x.facts, y.facts),
+			strings.Compare(x.message.ZH, y.message.ZH))
+	})
+	zh := make([]string, len(rs))
+	en := make([]string, len(rs))
+	var facts []string
+	for i, r := range rs {
+		zh[i], en[i] = r.message.ZH, r.message.EN
+		facts = append(facts, r.facts...)
+	}
+	slices.Sort(facts)
+	return device.Text{ZH: strings.Join(zh, "；"), EN: strings.Join(en, "; ")}, nonNil(slices.Compact(facts))
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// decodeFindings reads data.faceguard.findings. ok is false for anything but the exact shape of
+// findings.rego (a bundle's findings with more to say): the pack's own decision then decides.
+func decodeFindings(v any) (f findings, ok bool) {
+	m, isObj := v.(map[string]any)
+	if !isObj || len(m) != 3 {
+		return f, false
+	}
+	if f.purge, ok = m["purge_withdrawn"].(bool); !ok {
+		return f, false
+	}
+	if f.reasons, ok = decodeReasons(m["reasons"]); !ok {
+		return f, false
+	}
+	f.unverifiable, ok = decodeReasons(m["unverifiable"])
+	return f, ok
+}
+
+func decodeReasons(v any) ([]finding, bool) {
+	list, ok := v.([]any) // a set arrives as a list
+	if !ok {
+		return nil, false
+	}
+	out := make([]finding, len(list))
+	for i, raw := range list {
+		m, ok := raw.(map[string]any)
+		if !ok || len(m) != 3 {
+			return nil, false
+		}
+		r := &out[i]
+		msg, ok := m["message"].(map[string]any)
+		if !ok || len(msg) != 2 {
+			return nil, false
+		}
+		var okC, okZ, okE bool
+		r.control, okC = m["control"].(string)
+		r.message.ZH, okZ = msg["zh"].(string)
+		r.message.EN, okE = msg["en"].(string)
+		facts, okF := m["facts"].([]any)
+		if !okC || !okZ || !okE || !okF || r.control == "" {
+			return nil, false
+		}
+		r.facts = make([]string, len(facts))
+		for j, x := range facts {
+			if r.facts[j], ok = x.(string); !ok {
+				return nil, false
+			}
+		}
+	}
+	return out, true
+}
+
+// assemblyRules are the rules the Go assembly stands in for: every rule of the built-in decision.rego
+// and the two ranks it orders by. Parsed once from the embedded pack.
+var assemblyRules = sync.OnceValues(func() (map[string][]*ast.Rule, error) {
+	b, err := builtinBundle()
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{"_severity_rank": true, "_action_rank": true}
+	for _, m := range b.Modules {
+		if strings.HasSuffix(m.Path, "decision.rego") {
+			for _, r := range m.Parsed.Rules {
+				if name, ok := packRuleName(m.Parsed, r); ok {
+					names[name] = true
+				}
+			}
+		}
+	}
+	if len(names) < 5 {
+		return nil, fmt.Errorf("the built-in pack has no decision.rego")
+	}
+	return rulesNamed(b, names), nil
+})
+
+// assemblesLikeBuiltin reports whether a bundle's assembly rules are exactly the built-in ones (compared
+// as parsed Rego, so that comments, formatting and the files they sit in do not matter), so that the Go
+// assembly decides as the bundle's decision.rego would.
+func assemblesLikeBuiltin(b *bundle.Bundle) bool {
+	want, err := assemblyRules()
+	if err != nil {
+		return false
+	}
+	names := map[string]bool{}
+	for n := range want {
+		names[n] = true
+	}
+	got := rulesNamed(b, names)
+	for n, rules := range want {
+		if !sameRules(rules, got[n]) {
+			return false
+		}
+	}
+	return true
+}
+
+// rulesNamed collects the rules of data.faceguard.<name> for each name, from every module of a bundle.
+func rulesNamed(b *bundle.Bundle, names map[string]bool) map[string][]*ast.Rule {
+	out := map[string][]*ast.Rule{}
+	for _, m := range b.Modules {
+		if m.Parsed == nil {
+			continue
+		}
+		for _, r := range m.Parsed.Rules {
+			if name, ok := packRuleName(m.Parsed, r); ok && names[name] {
+				out[name] = append(out[name], r)
+			}
+		}
+	}
+	return out
+}
+
+// packRuleName is the first name under data.faceguard of the document a rule defines.
+func packRuleName(m *ast.Module, r *ast.Rule) (string, bool) {
+	path := m.Package.Path.Concat(r.Head.Ref())
+	if len(path) < 3 || !path[1].Equal(ast.StringTerm("faceguard")) {
+		return "", false
+	}
+	switch name := path[2].Value.(type) {
+	case ast.String:
+		return string(name), true
+	case ast.Var:
+		return string(name), true
+	}
+	return "", false
+}
+
+// sameRules: the same rules, in any order.
+func sameRules(want, got []*ast.Rule) bool {
+	if len(want) != len(got) {
+		return false
+	}
+	used := make([]bool, len(got))
+next:
+	for _, w := range want {
+		for i, g := range got {
+			if !used[i] && w.Equal(g) {
+				used[i] = true
+				continue next
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// prepareAssembly prepares the findings query and reads what the assembly needs of the generation.
+func prepareAssembly(ctx context.Context, g *generation, prepare func(string) (rego.PreparedEvalQuery, error)) (*assembly, error) {
+	var err error
+	if g.findings, err = prepare(findingsQuery); err != nil {
+		return nil, err
+	}
+	a := &assembly{catalog: g.catalog}
+	for _, q := range []struct {
+		query string
+		into  any
+	}{{"data.faceguard._severity_rank", &a.severityRank}, {"data.faceguard._action_rank", &a.actionRank}} {
+		pq, err := prepare(q.query)
+		if err != nil {
+			return nil, err
+		}
+		rs, err := pq.Eval(ctx)
+		if err != nil || len(rs) == 0 || len(rs[0].Expressions) == 0 {
+			return nil, fmt.Errorf("%s is not defined", q.query)
+		}
+		if err := remarshal(rs[0].Expressions[0].Value, q.into); err != nil {
+			return nil, fmt.Errorf("%s: %w", q.query, err)
+		}
+	}
+	return a, nil
+}

@@ -1,0 +1,227 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"io/fs"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/faceguard/faceguard/device"
+	"github.com/faceguard/faceguard/policies"
+)
+
+// TestAssemblyAgreesWithThePack: the decision the agent assembles in Go from data.faceguard.findings is
+// the pack's data.faceguard.decision, on documents crossed over from the example terminals' facts (most
+// non-compliant in several ways at once, a third with unknown groups, some under the research exclusion).
+// Every kind of findings the assembly treats differently must occur, or the test proves too little.
+func TestAssemblyAgreesWithThePack(t *testing.T) {
+	ctx := context.Background()
+	g := newEngine(t, Options{}).active.Load()
+	if g.assembly == nil {
+		t.Fatal("the built-in pack is not assembled in Go")
+	}
+	docs := exampleFactsDocuments(t)
+	r := rand.New(rand.NewPCG(11, 13))
+	n := 4000
+	if testing.Short() {
+		n = 400
+	}
+	seen := map[string]int{}
+	for i := range n {
+		doc := crossOver(r, docs)
+		if r.IntN(8) == 0 { // the research exclusion, or a lab terminal that does not get it
+			dev := map[string]any{"id": "lab-1", "kind": "camera", "stage": "rnd_lab"}
+			doc["device"] = dev
+		}
+		in, err := ast.InterfaceToValue(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := g.decideInRego(ctx, in)
+		if err != nil {
+			// A crossed-over document can hold a placeholder (null) of a broken example without its
+			// unknown entry: the agent never evaluates such a document (it fails the schema).
+			if _, ferr := evalOne(ctx, g.findings, in); ferr == nil {
+				if _, gerr := g.decide(ctx, in); gerr == nil {
+					seen["rego_error_only"]++
+				}
+			}
+			continue
+		}
+		v, err := evalOne(ctx, g.findings, in)
+		if err != nil {
+			t.Fatalf("document %d: findings: %v (the pack's decision answered)", i, err)
+		}
+		f, ok := decodeFindings(v)
+		if !ok {
+			t.Fatalf("document %d: findings of the built-in pack not decoded: %v", i, v)
+		}
+		got, ok := g.assembly.decide(&f)
+		if !ok {
+			t.Fatalf("document %d: the assembly gave up on the built-in pack's findings", i)
+		}
+		if !reflect.DeepEqual(got, want) {
+			j, _ := json.Marshal(doc)
+			gj, _ := json.MarshalIndent(got, "", " ")
+			wj, _ := json.MarshalIndent(want, "", " ")
+			t.Fatalf("document %d: the Go assembly differs from the pack\n%s\nGo   %s\npack %s", i, j, gj, wj)
+		}
+		seen["compared"]++
+		switch {
+		case len(f.reasons)+len(f.unverifiable) == 0 && !f.purge:
+			seen["clean"]++
+		case len(f.reasons)+len(f.unverifiable) == 0:
+			seen["purge_only"]++
+		}
+		if len(f.unverifiable) > 0 {
+			seen["unverifiable"]++
+		}
+		controls := map[string]int{}
+		for _, r := range f.reasons {
+			controls[r.control]++
+		}
+		for _, c := range controls {
+			if c > 1 {
+				seen["several_reasons_one_control"]++
+				break
+			}
+		}
+		if dev, _ := doc["device"].(map[string]any); dev["stage"] == "rnd_lab" && want.Status == device.StatusCompliant {
+			seen["excluded"]++
+		}
+		if len(want.Violations) >= 3 {
+			seen["three_or_more_violations"]++
+		}
+	}
+	t.Logf("%v", seen)
+	if seen["rego_error_only"] > 0 {
+		t.Errorf("%d documents failed in the pack's decision but not in the Go assembly", seen["rego_error_only"])
+	}
+	for _, kind := range []string{"clean", "unverifiable", "several_reasons_one_control", "excluded",
+		"three_or_more_violations"} {
+		if seen[kind] == 0 {
+			t.Errorf("no document of kind %s among %d: the test proves too little", kind, seen["compared"])
+		}
+	}
+	if seen["compared"] < n/2 {
+		t.Errorf("only %d documents of %d compared", seen["compared"], n)
+	}
+}
+
+// TestBundleAssemblyRules: a bundle that changes a rule of the assembly (here the violations of the
+// common case carry their English message in capitals) is decided by its own decision.rego; one that
+// only reformats decision.rego or comments on it keeps the Go assembly; findings of another shape are
+// handed to the pack's decision.
+func TestBundleAssemblyRules(t *testing.T) {
+	ctx := context.Background()
+	key := ecKey(t)
+	decision, err := fs.ReadFile(policies.Pack(), "faceguard/decision.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	findingsSrc, err := fs.ReadFile(policies.Pack(), "faceguard/findings.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := func(src []byte, old, new string) string {
+		t.Helper()
+		if !strings.Contains(string(src), old) {
+			t.Fatalf("the pack does not hold %q the way this test expects", old)
+		}
+		return strings.Replace(string(src), old, new, 1)
+	}
+	f := typicalFacts(t)
+
+	shouted := edit(decision, "\t\"message\": r.message,\n\t\"facts\": r.facts,\n}] |",
+		"\t\"message\": {\"zh\": r.message.zh, \"en\": upper(r.message.en)},\n\t\"facts\": r.facts,\n}] |")
+	e := newEngine(t, Options{VerificationKey: key.pub})
+	if _, err := e.ActivateBundle(ctx, signedBundle(t, key, "2", map[string]string{"faceguard/decision.rego": shouted})); err != nil {
+		t.Fatal(err)
+	}
+	if e.active.Load().assembly != nil {
+		t.Fatal("a bundle with its own assembly rules is assembled in Go")
+	}
+	d, err := e.Decide(ctx, &f)
+	if err != nil || len(d.Violations) == 0 {
+		t.Fatalf("decide: %+v, %v", d, err)
+	}
+	for _, v := range d.Violations {
+		if v.Message.EN != strings.ToUpper(v.Message.EN) {
+			t.Errorf("%s: %q is not the bundle's decision", v.Control, v.Message.EN)
+		}
+	}
+
+	reformatted := "# A comment the built-in pack does not have.\n\n" + edit(decision, "_clean := {", "# Nothing to report.\n_clean := {")
+	e = newEngine(t, Options{VerificationKey: key.pub})
+	if _, err := e.ActivateBundle(ctx, signedBundle(t, key, "2", map[string]string{"faceguard/decision.rego": reformatted})); err != nil {
+		t.Fatal(err)
+	}
+	if e.active.Load().assembly == nil {
+		t.Fatal("comments in decision.rego cost the Go assembly")
+	}
+
+	noted := edit(findingsSrc, `"purge_withdrawn": _purge_now,`, `"purge_withdrawn": _purge_now, "note": "more to say",`)
+	e = newEngine(t, Options{VerificationKey: key.pub})
+	if _, err := e.ActivateBundle(ctx, signedBundle(t, key, "2", map[string]string{"faceguard/findings.rego": noted})); err != nil {
+		t.Fatal(err)
+	}
+	g := e.active.Load()
+	in := factsToAST(&f)
+	want, err := g.decideInRego(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := g.decide(ctx, in); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("findings with a key more: %+v, %v; the pack decides %+v", got, err, want)
+	}
+}
+
+func TestDecodeFindingsRefusesOtherShapes(t *testing.T) {
+	reason := func() map[string]any {
+		return map[string]any{"control": "FRM-14-SECURITY", "message": map[string]any{"zh": "中", "en": "en"},
+			"facts": []any{"security.audit_log"}}
+	}
+	ok := func() map[string]any {
+		return map[string]any{"reasons": []any{reason()}, "unverifiable": []any{}, "purge_withdrawn": false}
+	}
+	if _, good := decodeFindings(ok()); !good {
+		t.Fatal("the findings of findings.rego are refused")
+	}
+	for name, change := range map[string]func(m map[string]any){
+		"not an object":       nil,
+		"a key more":          func(m map[string]any) { m["note"] = "x" },
+		"purge not a boolean": func(m map[string]any) { m["purge_withdrawn"] = 1 },
+		"reasons not a list":  func(m map[string]any) { m["reasons"] = map[string]any{} },
+		"reason without control": func(m map[string]any) {
+			r := reason()
+			delete(r, "control")
+			r["x"] = 1
+			m["reasons"] = []any{r}
+		},
+		"message in one language": func(m map[string]any) {
+			r := reason()
+			r["message"] = map[string]any{"zh": "中"}
+			m["unverifiable"] = []any{r}
+		},
+		"a fact not a string": func(m map[string]any) {
+			r := reason()
+			r["facts"] = []any{1}
+			m["reasons"] = []any{r}
+		},
+	} {
+		var v any = "findings"
+		if change != nil {
+			m := ok()
+			change(m)
+			v = m
+		}
+		if _, good := decodeFindings(v); good {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+}

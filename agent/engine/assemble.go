@@ -301,9 +301,9 @@ next:
 }
 
 // prepareAssembly prepares the findings query and reads what the assembly needs of the generation.
-func prepareAssembly(ctx context.Context, g *generation, prepare func(string) (rego.PreparedEvalQuery, error)) (*assembly, error) {
+func prepareAssembly(ctx context.Context, g *generation, prepare, prepareDecision func(string) (rego.PreparedEvalQuery, error)) (*assembly, error) {
 	var err error
-	if g.findings, err = prepare(findingsQuery); err != nil {
+	if g.findings, err = prepareDecision(findingsQuery); err != nil {
 		return nil, err
 	}
 	a := &assembly{catalog: g.catalog}

@@ -97,7 +97,8 @@ func (e *Engine) ActivateBundle(ctx context.Context, raw []byte) (Info, error) {
 		}
 	}
 	e.active.Store(g)
-	e.log.Info("policy bundle activated", "revision", info.Revision, "sha256", info.SHA256)
+	e.log.Info("policy bundle activated", "revision", info.Revision, "sha256", info.SHA256, "assembly", g.assemblyName())
+	e.logNotes(g)
 	return info, nil
 }
 
@@ -126,6 +127,7 @@ func (e *Engine) verifyBundle(raw []byte) (*bundle.Bundle, Info, error) {
 		WithSizeLimitBytes(e.opts.MaxBundleBytes).
 		WithRegoVersion(ast.RegoV1).
 		WithLazyLoadingMode(false).
+		WithProcessAnnotations(true). // per_policy rules (perpolicy.go)
 		Read()
 	if err != nil {
 		return nil, Info{}, classifyBundleError(err)
@@ -213,7 +215,8 @@ func (e *Engine) restorePersisted(ctx context.Context) {
 				g.info.ActivatedAt = st.ActivatedAt
 			}
 			e.active.Store(g)
-			e.log.Info("restored policy bundle", "revision", info.Revision)
+			e.log.Info("restored policy bundle", "revision", info.Revision, "assembly", g.assemblyName())
+			e.logNotes(g)
 			return
 		}
 	}

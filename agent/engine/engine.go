@@ -94,6 +94,10 @@ type generation struct {
 	// assembly when the pack's assembly rules are not the built-in ones.
 	findings rego.PreparedEvalQuery
 	assembly *assembly
+	// constants are the values of the pack's per_policy rules, which the decision's queries take;
+	// notes say which marked rules did not qualify.
+	constants []constant
+	notes     []string
 	// matchTable holds the policy's match answer for every enumerated input (see matchtable.go); nil
 	// when the pack is not pure and every match is evaluated live.
 	matchTable []device.MatchResult
@@ -138,6 +142,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("compile built-in pack: %w", err)
 	}
 	e.active.Store(g)
+	e.logNotes(g)
 	if opts.StateDir != "" {
 		e.restorePersisted(ctx)
 	}
@@ -153,6 +158,7 @@ func loadFSBundle(fsys fs.FS) (*bundle.Bundle, error) {
 	b, err := loader.NewFileLoader().
 		WithFS(fsys).
 		WithRegoVersion(ast.RegoV1).
+		WithProcessAnnotation(true).      // per_policy rules (perpolicy.go)
 		WithSkipBundleVerification(true). // a tree on disk or in the binary, not a signed artefact
 		AsBundle(".")
 	if err != nil {
@@ -181,9 +187,9 @@ func compile(ctx context.Context, b *bundle.Bundle, info Info) (*generation, err
 	if err := store.Commit(ctx, txn); err != nil {
 		return nil, err
 	}
-	prepare := func(query string) (rego.PreparedEvalQuery, error) {
+	prepareBody := func(query ast.Body) (rego.PreparedEvalQuery, error) {
 		return rego.New(
-			rego.Query(query),
+			rego.ParsedQuery(query),
 			rego.Compiler(compiler),
 			rego.Store(store),
 			rego.SetRegoVersion(ast.RegoV1),
@@ -191,8 +197,26 @@ func compile(ctx context.Context, b *bundle.Bundle, info Info) (*generation, err
 			rego.StrictBuiltinErrors(true),
 		).PrepareForEval(ctx)
 	}
+	prepare := func(query string) (rego.PreparedEvalQuery, error) {
+		body, err := ast.ParseBody(query)
+		if err != nil {
+			return rego.PreparedEvalQuery{}, err
+		}
+		return prepareBody(body)
+	}
 	g := &generation{info: info}
-	if g.decision, err = prepare(decisionQuery); err != nil {
+	// The decision's queries take the values of the rules marked per_policy (perpolicy.go).
+	if g.constants, g.notes, err = perPolicyConstants(ctx, compiler, prepare); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBundleCompile, err)
+	}
+	prepareDecision := func(query string) (rego.PreparedEvalQuery, error) {
+		body, err := withConstants(query, g.constants)
+		if err != nil {
+			return rego.PreparedEvalQuery{}, err
+		}
+		return prepareBody(body)
+	}
+	if g.decision, err = prepareDecision(decisionQuery); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBundleCompile, err)
 	}
 	if g.match, err = prepare(matchQuery); err != nil {
@@ -216,7 +240,7 @@ func compile(ctx context.Context, b *bundle.Bundle, info Info) (*generation, err
 		}
 	}
 	if assembleInGo {
-		if g.assembly, err = prepareAssembly(ctx, g, prepare); err != nil {
+		if g.assembly, err = prepareAssembly(ctx, g, prepare, prepareDecision); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrBundleIncomplete, err)
 		}
 	}
@@ -290,6 +314,20 @@ func evalOne(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value) (v
 		return nil, ErrUndefined
 	}
 	return rs[0].Expressions[0].Value, nil
+}
+
+// assemblyName says where the active policy's decision is assembled (assemble.go).
+func (g *generation) assemblyName() string {
+	if g.assembly != nil {
+		return "go"
+	}
+	return "rego"
+}
+
+func (e *Engine) logNotes(g *generation) {
+	for _, n := range g.notes {
+		e.log.Warn("policy rule evaluated every time", "note", n)
+	}
 }
 
 // Info describes the active policy.

@@ -85,27 +85,10 @@ func (g *generation) buildMatchTable(ctx context.Context) ([]device.MatchResult,
 
 // pure reports whether no module calls a nondeterministic builtin.
 func pure(mods map[string]*ast.Module) bool {
-	ok := true
-	check := func(op ast.Ref) {
-		if b, found := ast.BuiltinMap[op.String()]; found && b.Nondeterministic {
-			ok = false
+	for _, m := range mods {
+		if callsNondeterministic(m) {
+			return false
 		}
 	}
-	for _, m := range mods {
-		ast.WalkExprs(m, func(e *ast.Expr) bool {
-			if e.IsCall() {
-				check(e.Operator())
-			}
-			return false
-		})
-		ast.WalkTerms(m, func(t *ast.Term) bool {
-			if c, isCall := t.Value.(ast.Call); isCall && len(c) > 0 {
-				if r, isRef := c[0].Value.(ast.Ref); isRef {
-					check(r)
-				}
-			}
-			return false
-		})
-	}
-	return ok
+	return true
 }

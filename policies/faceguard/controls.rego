@@ -356,35 +356,44 @@ _raw_reason contains {
 # One regular expression over all phrases clears a passing document in a single match (OPA caches the
 # compiled expression), and only a match pays for finding which phrases matched, by the rule: the
 # lower-cased prompts contain the lower-cased phrase. Each phrase is quoted as literal text (\Q...\E),
-# so a phrase can never make the pattern invalid. The pattern is built on every evaluation, so the
-# common case, phrases written in lower case (as shipped), is two concats matched case-sensitively
-# against the lower-cased prompts: exactly the rule above, and far cheaper than (?i). Any other phrase
-# list is matched case-insensitively, with every "\E" spliced out of the quotes.
+# so a phrase can never make the pattern invalid. The common case, phrases written in lower case (as
+# shipped), is matched case-sensitively against the lower-cased prompts: exactly the rule above, and far
+# cheaper than (?i). Any other phrase list is matched case-insensitively, with every "\E" spliced out of
+# the quotes. The pattern and its case read only data: the agent computes them once per policy (they
+# are marked per_policy, docs/performance.md).
+_coercion_found if {
+	_coercion_phrases_lower == true
+	regex.match(_coercion_pattern, lower(concat("\n", input.prompts)))
+}
+
+_coercion_found if {
+	_coercion_phrases_lower == false
+	regex.match(_coercion_pattern, concat("\n", input.prompts))
+}
+
+# METADATA
+# custom:
+#   per_policy: true
 _coercion_phrases_lower if {
 	joined := concat("", data.faceguard.config.coercion_phrases)
 	lower(joined) == joined
 
 	# "\E" anywhere in the joined phrases (also across two of them) takes the careful road.
 	not contains(joined, "\\E")
-}
+} else := false
 
-_coercion_found if {
-	_coercion_phrases_lower
-	pattern := concat("", ["\\Q", concat("\\E|\\Q", data.faceguard.config.coercion_phrases), "\\E"])
-	regex.match(pattern, lower(concat("\n", input.prompts)))
-}
-
-_coercion_found if {
-	not _coercion_phrases_lower
-	pattern := concat("", [
-		"(?i)\\Q", replace(
-			replace(concat("\u0000", data.faceguard.config.coercion_phrases), "\\E", "\\E\\\\E\\Q"),
-			"\u0000", "\\E|\\Q",
-		),
-		"\\E",
-	])
-	regex.match(pattern, concat("\n", input.prompts))
-}
+# METADATA
+# custom:
+#   per_policy: true
+_coercion_pattern := concat("", ["\\Q", concat("\\E|\\Q", data.faceguard.config.coercion_phrases), "\\E"]) if {
+	_coercion_phrases_lower == true
+} else := concat("", [
+	"(?i)\\Q", replace(
+		replace(concat("\u0000", data.faceguard.config.coercion_phrases), "\\E", "\\E\\\\E\\Q"),
+		"\u0000", "\\E|\\Q",
+	),
+	"\\E",
+])
 
 _coercion_matches := {p |
 	text := lower(concat("\n", input.prompts))

@@ -56,6 +56,9 @@ type Options struct {
 	EvaluateEvery  time.Duration
 	HeartbeatEvery time.Duration
 	Debounce       time.Duration
+	// GalleryEvery spaces the evaluations that changes of the gallery alone cause (watch.go); 0 evaluates
+	// after every change.
+	GalleryEvery time.Duration
 	// WatchRoot is the terminal root to watch with fsnotify; "" turns watching off (the simulator tells the
 	// agent about changes with Notify instead).
 	WatchRoot string

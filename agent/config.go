@@ -55,6 +55,9 @@ type IntervalsConfig struct {
 	Heartbeat    Duration `yaml:"heartbeat"`      // re-publish the compliance summary; default 15m
 	StatusMaxAge Duration `yaml:"status_max_age"` // status.json older than this is unknown; default 15m
 	Debounce     Duration `yaml:"debounce"`       // wait this long after a watched file changes; default 200ms
+	// GalleryEvery: changes of the gallery alone (a busy gate records every recognition) are evaluated at
+	// most this often; the first after a quiet spell at once. Default 5s; 0 evaluates every change.
+	GalleryEvery Duration `yaml:"gallery_every"`
 }
 
 // APIConfig is the local decision API.
@@ -92,6 +95,7 @@ const (
 	DefaultHeartbeat    = 15 * time.Minute
 	DefaultStatusMaxAge = 15 * time.Minute
 	DefaultDebounce     = 200 * time.Millisecond
+	DefaultGalleryEvery = 5 * time.Second
 )
 
 // LoadConfig reads and validates a configuration file. Unknown keys are refused, and every error names
@@ -107,11 +111,12 @@ func LoadConfig(path string) (Config, error) {
 // ParseConfig reads a configuration; relative file names in it are resolved against dir.
 func ParseConfig(data []byte, dir string) (Config, error) {
 	c := Config{
-		Root:      DefaultRoot,
-		StateDir:  DefaultStateDir,
-		Intervals: IntervalsConfig{Evaluate: Duration(DefaultEvaluate), Heartbeat: Duration(DefaultHeartbeat), StatusMaxAge: Duration(DefaultStatusMaxAge), Debounce: Duration(DefaultDebounce)},
-		API:       APIConfig{Socket: DefaultSocket},
-		Log:       LogConfig{Level: "info", Format: "json"},
+		Root:     DefaultRoot,
+		StateDir: DefaultStateDir,
+		Intervals: IntervalsConfig{Evaluate: Duration(DefaultEvaluate), Heartbeat: Duration(DefaultHeartbeat), StatusMaxAge: Duration(DefaultStatusMaxAge), Debounce: Duration(DefaultDebounce),
+			GalleryEvery: Duration(DefaultGalleryEvery)},
+		API: APIConfig{Socket: DefaultSocket},
+		Log: LogConfig{Level: "info", Format: "json"},
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -194,6 +199,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Intervals.Debounce.D() < 0 || c.Intervals.Debounce.D() > 10*time.Second {
 		return bad("intervals.debounce", "%s is out of range (0 to 10s)", c.Intervals.Debounce.D())
+	}
+	if c.Intervals.GalleryEvery.D() < 0 || c.Intervals.GalleryEvery.D() > 5*time.Minute {
+		return bad("intervals.gallery_every", "%s is out of range (0 to 5m)", c.Intervals.GalleryEvery.D())
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

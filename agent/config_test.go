@@ -51,7 +51,8 @@ func TestShippedConfigParses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deploy/agent.yaml: %v", err)
 	}
-	if c.DeviceID != "gate-01" || c.Intervals.Evaluate.D() != 60*time.Second || c.API.Socket != DefaultSocket {
+	if c.DeviceID != "gate-01" || c.Intervals.Evaluate.D() != 60*time.Second || c.API.Socket != DefaultSocket ||
+		c.Intervals.GalleryEvery.D() != DefaultGalleryEvery {
 		t.Fatalf("parsed %+v", c)
 	}
 }
@@ -64,7 +65,8 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatalf("minimal config: %v", err)
 	}
-	if c.StateDir != DefaultStateDir || c.Intervals.Heartbeat.D() != DefaultHeartbeat || c.Log.Format != "json" {
+	if c.StateDir != DefaultStateDir || c.Intervals.Heartbeat.D() != DefaultHeartbeat || c.Log.Format != "json" ||
+		c.Intervals.GalleryEvery.D() != DefaultGalleryEvery {
 		t.Fatalf("defaults %+v", c)
 	}
 	tests := []struct {
@@ -84,6 +86,8 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 		{"short_subject_key", base + "keys:\n  subject_key: short.key\n", "keys.subject_key"},
 		{"bad_duration", base + "intervals:\n  evaluate: soon\n", "soon"},
 		{"too_short", base + "intervals:\n  heartbeat: 10ms\n", "intervals.heartbeat"},
+		{"gallery_every_negative", base + "intervals:\n  gallery_every: -1s\n", "intervals.gallery_every"},
+		{"gallery_every_too_long", base + "intervals:\n  gallery_every: 1h\n", "intervals.gallery_every"},
 		{"bad_level", base + "log:\n  level: loud\n", "log.level"},
 		{"bad_format", base + "log:\n  format: xml\n", "log.format"},
 	}

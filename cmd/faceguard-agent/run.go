@@ -84,7 +84,8 @@ func runDaemon(ctx context.Context, e env, args []string) error {
 		DeviceID: cfg.DeviceID, Terminal: term, Engine: eng, Store: st, Clock: e.clock, Logger: log,
 		BrokerURL: cfg.Broker.URL, SubjectKey: subjectKey,
 		EvaluateEvery: cfg.Intervals.Evaluate.D(), HeartbeatEvery: cfg.Intervals.Heartbeat.D(), Debounce: cfg.Intervals.Debounce.D(),
-		WatchRoot: cfg.Root, APISocket: cfg.API.Socket,
+		GalleryEvery: cfg.Intervals.GalleryEvery.D(),
+		WatchRoot:    cfg.Root, APISocket: cfg.API.Socket,
 	}
 	if cfg.Keys.ControllerPublicKey != "" {
 		if opts.ControllerKey, err = cfg.ControllerKey(); err != nil {

@@ -266,6 +266,22 @@ func (a *Agent) Notify() { a.request("change", nil) }
 // Reevaluate asks for an evaluation soon.
 func (a *Agent) Reevaluate(reason string) { a.request(reason, nil) }
 
+// EvaluateNow asks for an evaluation and waits until it is done (with the evaluations asked before it):
+// a caller that changed the terminal can then read what the agent made of it. The agent must be running.
+func (a *Agent) EvaluateNow(ctx context.Context, reason string) error {
+	done := make(chan evalOutcome, 1)
+	a.request(reason, done)
+	select {
+	case out := <-done:
+		if out.Fault != "" {
+			return errors.New(out.Fault)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Snapshot returns what the last evaluation established (zero before the first).
 func (a *Agent) Snapshot() (device.Decision, device.Control, bool) {
 	s := a.current.Load()

@@ -623,3 +623,34 @@ func TestOneBirthPerConnection(t *testing.T) {
 		t.Errorf("the birth does not say what and where the device is: %+v", births[0])
 	}
 }
+
+// TestEvaluateNow: when EvaluateNow returns, the agent's snapshot is what it made of the terminal as it
+// was when the call was made.
+func TestEvaluateNow(t *testing.T) {
+	h := start(t, "residential-gate", harnessOpts{})
+	waitUntil(t, "a first decision", func() bool { _, _, ok := h.agent.Snapshot(); return ok })
+	if d, _, _ := h.agent.Snapshot(); d.Status != device.StatusCompliant {
+		t.Fatalf("the residential gate starts %s", d.Status)
+	}
+	site := filepath.Join(h.root, "etc/faceguard/site.yaml")
+	b, err := os.ReadFile(site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := strings.Replace(string(b), "category: residential_gate", "category: hotel_guest_room", 1)
+	if err := os.WriteFile(site, []byte(moved), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.agent.EvaluateNow(context.Background(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	d, c, _ := h.agent.Snapshot()
+	if d.Status != device.StatusNonCompliant || c.FaceRecognition.Allowed {
+		t.Fatalf("after EvaluateNow: %s, face recognition allowed %v", d.Status, c.FaceRecognition.Allowed)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.agent.EvaluateNow(ctx, "test"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled wait: %v", err)
+	}
+}

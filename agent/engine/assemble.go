@@ -31,6 +31,10 @@ type finding struct {
 	facts   []string
 }
 
+func (r *finding) same(o *finding) bool {
+	return r.control == o.control && r.message == o.message && slices.Equal(r.facts, o.facts)
+}
+
 type findings struct {
 	reasons      []finding // from known facts: each takes its control's action
 	unverifiable []finding // controls that cannot be verified: no action
@@ -69,7 +73,10 @@ func (a *assembly) decide(f *findings) (d device.Decision, ok bool) {
 			byControl[r.control] = g
 			groups = append(groups, g)
 		}
-		g.reasons = append(g.reasons, r)
+		// The pack unites the two lists as sets: a reason in both counts once.
+		if !slices.ContainsFunc(g.reasons, func(x *finding) bool { return x.same(r) }) {
+			g.reasons = append(g.reasons, r)
+		}
 		return true
 	}
 	for _, list := range [][]finding{f.reasons, f.unverifiable} {
@@ -82,9 +89,12 @@ func (a *assembly) decide(f *findings) (d device.Decision, ok bool) {
 	slices.SortFunc(groups, func(x, y *group) int {
 		return cmp.Or(strings.Compare(x.rank, y.rank), strings.Compare(x.control, y.control))
 	})
+	// As in decision.rego: when every control has one reason, each violation takes its reason's message
+	// and facts as they are; when any control has several, every violation is joined (its facts sorted).
+	several := slices.ContainsFunc(groups, func(g *group) bool { return len(g.reasons) > 1 })
 	for _, g := range groups {
 		v := device.Violation{Control: g.control, Severity: g.entry.Severity, Articles: nonNil(g.entry.Articles)}
-		if len(g.reasons) == 1 {
+		if !several {
 			v.Message, v.Facts = g.reasons[0].message, nonNil(g.reasons[0].facts)
 		} else {
 			v.Message, v.Facts = joinReasons(g.reasons)

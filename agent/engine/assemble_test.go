@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -224,4 +227,91 @@ func TestDecodeFindingsRefusesOtherShapes(t *testing.T) {
 			t.Errorf("%s: decoded", name)
 		}
 	}
+}
+
+// TestAssemblyOnInventedFindings: the Go assembly and decision.rego, given the same findings (the pack's
+// decision evaluated `with data.faceguard.findings as` them), decide alike, on findings no document of the
+// built-in controls would give: several reasons of one control with equal messages or facts in another
+// order, the same reason among both lists, controls of every severity, unverifiable controls with reasons
+// of known facts beside them.
+func TestAssemblyOnInventedFindings(t *testing.T) {
+	ctx := context.Background()
+	g := newEngine(t, Options{}).active.Load()
+	pack := prepareBuiltin(t, "data.faceguard.decision with data.faceguard.findings as input")
+	controls := slices.Sorted(maps.Keys(g.catalog))
+	messages := []device.Text{{ZH: "甲", EN: "a"}, {ZH: "乙", EN: "a"}, {ZH: "甲", EN: "b"}, {ZH: "丙", EN: "c; d"}}
+	facts := [][]string{{}, {"fr.enabled"}, {"fr.enabled", "location.category"}, {"location.category", "fr.enabled"},
+		{"subjects.count"}}
+	r := rand.New(rand.NewPCG(3, 5))
+	reason := func() finding {
+		return finding{control: controls[r.IntN(len(controls))], message: messages[r.IntN(len(messages))],
+			facts: facts[r.IntN(len(facts))]}
+	}
+	toDoc := func(list []finding) []any {
+		out := []any{}
+		for _, f := range list {
+			fs := make([]any, len(f.facts))
+			for i, x := range f.facts {
+				fs[i] = x
+			}
+			out = append(out, map[string]any{"control": f.control, "message": map[string]any{"zh": f.message.ZH, "en": f.message.EN}, "facts": fs})
+		}
+		return out
+	}
+	n := 2000
+	if testing.Short() {
+		n = 200
+	}
+	for i := range n {
+		var f findings
+		for range r.IntN(8) {
+			f.reasons = append(f.reasons, reason())
+		}
+		for range r.IntN(3) {
+			f.unverifiable = append(f.unverifiable, reason())
+		}
+		if len(f.reasons) > 0 && r.IntN(4) == 0 {
+			f.unverifiable = append(f.unverifiable, f.reasons[0])
+		}
+		f.purge = r.IntN(3) == 0
+		// As sets: the pack's findings never hold one reason twice in a list.
+		f.reasons = slices.CompactFunc(sortedFindings(f.reasons), func(a, b finding) bool { return a.same(&b) })
+		f.unverifiable = slices.CompactFunc(sortedFindings(f.unverifiable), func(a, b finding) bool { return a.same(&b) })
+		doc := map[string]any{"reasons": toDoc(f.reasons), "unverifiable": toDoc(f.unverifiable), "purge_withdrawn": f.purge}
+		in, err := ast.InterfaceToValue(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := in.(ast.Object) // the lists are sets in the pack
+		for _, k := range []string{"reasons", "unverifiable"} {
+			set := ast.NewSet()
+			obj.Get(ast.StringTerm(k)).Value.(*ast.Array).Foreach(func(x *ast.Term) { set.Add(x) })
+			obj.Insert(ast.StringTerm(k), ast.NewTerm(set))
+		}
+		v, err := evalOne(ctx, pack, in)
+		if err != nil {
+			t.Fatalf("findings %d: the pack: %v", i, err)
+		}
+		want, err := decodeDecision(v)
+		if err != nil {
+			t.Fatalf("findings %d: %v", i, err)
+		}
+		got, ok := g.assembly.decide(&f)
+		if !ok {
+			t.Fatalf("findings %d: the assembly gave up", i)
+		}
+		if !reflect.DeepEqual(got, want) {
+			j, _ := json.Marshal(doc)
+			gj, _ := json.MarshalIndent(got, "", " ")
+			wj, _ := json.MarshalIndent(want, "", " ")
+			t.Fatalf("findings %d differ\n%s\nGo   %s\npack %s", i, j, gj, wj)
+		}
+	}
+}
+
+func sortedFindings(list []finding) []finding {
+	return slices.SortedFunc(slices.Values(list), func(a, b finding) int {
+		return cmp.Or(strings.Compare(a.control, b.control), strings.Compare(a.message.EN, b.message.EN),
+			strings.Compare(a.message.ZH, b.message.ZH), slices.Compare(a.facts, b.facts))
+	})
 }

@@ -418,7 +418,7 @@ func (d *doc) footprint(bins []binary) {
 	d.p("| agent process, linux/amd64, 10,000 subjects, evaluating every second, connected: VmRSS | %s | %s |",
 		footprintVariants[0].long, footprintVariants[1].long)
 	d.p("|---|---:|---:|")
-	for _, m := range []struct{ unit, label string }{{"rss-steady-MB", "steady state (after 30 s)"}, {"rss-peak-MB", "peak over 30 s"},
+	for _, m := range []struct{ unit, label string }{{"rss-steady-MB", "steady state (median of a sample a second over the last 20 of 30 s)"}, {"rss-peak-MB", "peak over 30 s"},
 		{"rss-anon-MB", "of the steady state: the agent's own memory (RssAnon: heap, stacks, SQLite caches)"},
 		{"rss-file-MB", "of the steady state: pages of the binary (RssFile)"}} {
 		var cells [2]string

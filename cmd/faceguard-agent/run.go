@@ -77,7 +77,8 @@ func runDaemon(ctx context.Context, e env, args []string) error {
 		}
 	}
 	term := fsterm.New(fsterm.Options{Root: cfg.Root, Clock: e.clock, DeviceID: cfg.DeviceID,
-		StatusMaxAge: cfg.Intervals.StatusMaxAge.D(), SubjectKey: subjectKey, AllowedRemotes: brokerRemotes(cfg.Broker.URL, log)})
+		StatusMaxAge: cfg.Intervals.StatusMaxAge.D(), SubjectKey: subjectKey, AllowedRemotes: brokerRemotes(cfg.Broker.URL, log),
+		ReleaseMemoryAfterCount: true})
 	defer term.Close()
 
 	opts := agent.Options{

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -77,6 +78,8 @@ type galleryReader struct {
 	// failed count, when the tables are checked again.
 	last    *tally
 	version int64
+	// release returns a count's garbage to the operating system after it (Options.ReleaseMemoryAfterCount).
+	release bool
 }
 
 // count counts the gallery at path, opening or reopening the connection as needed.
@@ -129,6 +132,9 @@ func (r *galleryReader) count(ctx context.Context, path string, now time.Time, r
 		return device.Subjects{}, err
 	}
 	r.last, r.version = t, version
+	if r.release {
+		debug.FreeOSMemory()
+	}
 	return t.at(now, retentionDays), nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -517,5 +518,45 @@ func TestGalleryReaderAgreesWithAFreshCount(t *testing.T) {
 		if got != want {
 			t.Fatalf("step %d (%q): the kept reader counts %+v, a fresh count %+v", step, stmt, got, want)
 		}
+	}
+}
+
+// TestReleaseMemoryAfterCount: with the option, a count of the gallery hands its garbage back to the
+// operating system at once (one forced collection), and a kept count does not; without it, never.
+func TestReleaseMemoryAfterCount(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gallery.db")
+	w, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Exec(gallerySchema + subject("s-1", "adult", "device", ago(day)) +
+		consentRow(1, "s-1", "separate", "", ago(day), "")); err != nil {
+		t.Fatal(err)
+	}
+	forced := func() uint32 {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.NumForcedGC
+	}
+	for _, release := range []bool{false, true} {
+		r := galleryReader{release: release}
+		before := forced()
+		for range 2 { // a count, then the kept one
+			if _, err := r.count(context.Background(), path, testNow, ptr(30)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := uint32(0)
+		if release {
+			want = 1
+		}
+		if got := forced() - before; got != want {
+			t.Errorf("release %v: %d forced collections for a count and a kept count, want %d", release, got, want)
+		}
+		r.close()
+	}
+	if !New(Options{ReleaseMemoryAfterCount: true}).galleryRO.release {
+		t.Error("the option does not reach the facts' reader")
 	}
 }

@@ -495,39 +495,45 @@ func (t *Terminal) LookupSubject(ctx context.Context, subjectRef string) (device
 			st          subjectState
 			found       bool
 			quarantined bool
+			buf         [4]consentRecord
+			consents    = buf[:0] // a subject's consents, read before or after its row
 		)
 		for rows.Next() {
 			var (
-				s      subjectRecord
-				c      consentRecord
-				joined sql.NullString
-				id     sql.NullInt64
+				kind int
+				s    subjectRecord
+				c    consentRecord
+				id   sql.NullInt64
+				q    bool
 			)
-			if err := rows.Scan(&s.ref, &s.ageBand, &s.storedAt, &s.enrolled, &quarantined,
-				&joined, &id, &c.basis, &c.hasGuardian, &c.granted, &c.withdrawn); err != nil {
+			if err := rows.Scan(&kind, &s.ref, &s.ageBand, &s.storedAt, &s.enrolled, &q,
+				&id, &c.basis, &c.hasGuardian, &c.granted, &c.withdrawn); err != nil {
 				return fmt.Errorf("query: %w", scanError(err))
 			}
-			if !found {
-				found = true
-				st = s.parse(&bad)
-			}
-			if !joined.Valid {
-				continue // no consents row at all
+			if kind == 0 {
+				if !found {
+					found, quarantined = true, q
+					st = s.parse(&bad)
+				}
+				continue
 			}
 			if !id.Valid {
 				bad.add("consents", "id", "without a value")
 				continue
 			}
 			c.id = id.Int64
-			if cs, ok := c.parse(&bad); ok && (!st.hasConsent || cs.later(st.consent)) {
-				st.consent, st.hasConsent = cs, true
-			}
+			consents = append(consents, c)
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("query: %w", err)
 		}
 		if !found {
-			return nil
+			return nil // consents of no subject are nobody's
+		}
+		for i := range consents {
+			if cs, ok := consents[i].parse(&bad); ok && (!st.hasConsent || cs.later(st.consent)) {
+				st.consent, st.hasConsent = cs, true
+			}
 		}
 		if err := bad.err(); err != nil {
 			return fmt.Errorf("the subject's rows break the contract: %w", err)

@@ -41,21 +41,17 @@ func runBench(ctx context.Context, o options, progress io.Writer) error {
 	busy := readLoad()
 	var raw bytes.Buffer
 	writeRunConfig(&raw, env, o.count)
+	var run []suite
 	for _, s := range suites {
-		if !only(s.name) {
-			continue
+		if only(s.name) {
+			run = append(run, s)
 		}
-		count := 1
-		if s.repeated {
-			count = o.count
-		}
-		fmt.Fprintf(progress, "════ %s (%s, -count %d)\n", s.name, s.pkg, count)
-		out, err := runSuite(ctx, s, count, progress)
-		if err != nil {
-			return fmt.Errorf("suite %s: %w", s.name, err)
-		}
-		raw.Write(out)
 	}
+	out, err := runRounds(run, o.count, progress, runOnce(ctx, progress))
+	if err != nil {
+		return err
+	}
+	raw.Write(out)
 	var filing []filingRow
 	if only("filing") {
 		fmt.Fprintln(progress, "════ filing accuracy")

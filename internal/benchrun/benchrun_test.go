@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -165,5 +166,24 @@ func TestOnlyBenchmarksOfKeepsWhatWasRunAgain(t *testing.T) {
 	got := string(onlyBenchmarksOf([]byte(sampleRaw), keep))
 	if !strings.Contains(got, "BenchmarkMatchOverSocket-2") || strings.Contains(got, "DecisionPaths") || !strings.Contains(got, "pkg: ") {
 		t.Fatalf("%s", got)
+	}
+}
+
+// TestRunRoundsInterleaves: each repeated suite runs once a round, the others once, in the first round.
+func TestRunRoundsInterleaves(t *testing.T) {
+	var order []string
+	ss := []suite{{name: "a", repeated: true}, {name: "once"}, {name: "b", repeated: true}}
+	out, err := runRounds(ss, 3, io.Discard, func(s suite) ([]byte, error) {
+		order = append(order, s.name)
+		return []byte(s.name + "\n"), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(order, " "); got != "a once b a b a b" {
+		t.Fatalf("order %q", got)
+	}
+	if string(out) != "a\nonce\nb\na\nb\na\nb\n" {
+		t.Fatalf("output %q", out)
 	}
 }

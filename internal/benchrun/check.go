@@ -36,17 +36,18 @@ func runCheck(ctx context.Context, o options, stdout, progress io.Writer) error 
 	env := environment(ctx)
 	var raw bytes.Buffer
 	writeRunConfig(&raw, env, o.count)
+	var run []suite
 	for _, s := range suites {
-		if !s.guard || !only(s.name) {
-			continue
+		if s.guard && only(s.name) {
+			s.repeated = true // every guarded suite is compared over count runs
+			run = append(run, s)
 		}
-		fmt.Fprintf(progress, "════ %s (%s, -count %d)\n", s.name, s.pkg, o.count)
-		out, err := runSuite(ctx, s, o.count, progress)
-		if err != nil {
-			return fmt.Errorf("suite %s: %w", s.name, err)
-		}
-		raw.Write(out)
 	}
+	out, err := runRounds(run, o.count, progress, runOnce(ctx, progress))
+	if err != nil {
+		return err
+	}
+	raw.Write(out)
 	others := othersSince(busy)
 	writeOthers(&raw, others)
 	if err := atomicfile.WriteFile(o.out, raw.Bytes(), 0o644); err != nil {

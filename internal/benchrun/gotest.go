@@ -25,6 +25,34 @@ func goTool() string {
 // configLine is a benchfmt configuration line of go test's output ("pkg: …", "cpu: …").
 var configLine = regexp.MustCompile(`^[a-z][a-zA-Z0-9_-]*: `)
 
+// runRounds runs the suites in rounds: every repeated suite once a round, count rounds, and the others
+// once, in the first. A benchmark's runs are thus spread over the whole run instead of following each
+// other: on a shared machine whose speed drifts by a tenth from one quarter of an hour to the next, six
+// runs in a row can all fall into a slow spell and look like a significant change to benchstat (the same
+// code compared with itself failed make bench-check so, +12 % on one document, 2026-11-24).
+func runRounds(ss []suite, count int, progress io.Writer, run func(suite) ([]byte, error)) ([]byte, error) {
+	var raw bytes.Buffer
+	for round := 1; round <= count; round++ {
+		for _, s := range ss {
+			if !s.repeated && round > 1 {
+				continue
+			}
+			fmt.Fprintf(progress, "════ %s (%s, round %d of %d)\n", s.name, s.pkg, round, count)
+			out, err := run(s)
+			if err != nil {
+				return nil, fmt.Errorf("suite %s: %w", s.name, err)
+			}
+			raw.Write(out)
+		}
+	}
+	return raw.Bytes(), nil
+}
+
+// runOnce runs a suite once (the run function of runRounds).
+func runOnce(ctx context.Context, progress io.Writer) func(suite) ([]byte, error) {
+	return func(s suite) ([]byte, error) { return runSuite(ctx, s, 1, progress) }
+}
+
 // runSuite runs one suite and returns the benchmark output in the standard format: configuration and
 // result lines only, which benchstat reads. Result lines are echoed to progress as they come.
 func runSuite(ctx context.Context, s suite, count int, progress io.Writer) ([]byte, error) {

@@ -188,7 +188,8 @@ func (d *doc) header(e env) {
 		d.p("Other work on the machine kept %.2f cores busy on average during the run.", e.others)
 	}
 	d.p("")
-	d.p("The repeated benchmarks ran %d times each (`BENCH_COUNT`): every figure is the median of its runs, and a p50 or p99 is", e.count)
+	d.p("The repeated benchmarks ran %d times each (`BENCH_COUNT`), in rounds (every suite once, then again), so that a slow", e.count)
+	d.p("spell of the machine does not take all of one benchmark's runs: every figure is the median of its runs, and a p50 or p99 is")
 	d.p("the percentile of the per-iteration durations within one run (median over the runs). A comparison is a ratio of two")
 	d.p("figures of this same run. The raw output is `testdata/bench/baseline.txt`, which `make bench-check` compares with.")
 	d.p("")

@@ -2,8 +2,11 @@ package wire
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -217,4 +220,18 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("accepted %+v", c.Envelope)
 		}
 	})
+}
+
+// TestSubjectHasher: the reusable hasher gives SubjectHash for every reference, one after another.
+func TestSubjectHasher(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	h := NewSubjectHasher(key)
+	for _, ref := range []string{"s-0001", "", "s-0002", "人员-3", "s-0001"} {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte("faceguard/subject/v1\x00" + ref))
+		want := hex.EncodeToString(m.Sum(nil))
+		if got := h.Hash(ref); got != want || SubjectHash(key, ref) != want {
+			t.Fatalf("%q: hasher %s, SubjectHash %s, HMAC-SHA256 %s", ref, got, SubjectHash(key, ref), want)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package fsterm
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -160,12 +161,17 @@ func findSubject(ctx context.Context, db *sql.DB, key []byte, want string) (stri
 		return "", false, fmt.Errorf("table subjects: %w", err)
 	}
 	defer rows.Close()
+	wantSum, err := hex.DecodeString(want)
+	if err != nil || len(wantSum) != sha256.Size || hex.EncodeToString(wantSum) != want {
+		return "", false, nil // not a subject hash (lower-case hex of 32 bytes): no subject has it
+	}
+	h := wire.NewSubjectHasher(key)
 	for rows.Next() {
 		var ref string
 		if err := rows.Scan(&ref); err != nil {
 			return "", false, fmt.Errorf("table subjects: %w", scanError(err))
 		}
-		if wire.SubjectHash(key, ref) == want {
+		if bytes.Equal(h.Sum(ref), wantSum) {
 			return ref, true, nil
 		}
 	}
@@ -568,6 +574,7 @@ func (t *Terminal) SubjectHashes(ctx context.Context, fn func(hash string)) erro
 	if err != nil {
 		return fmt.Errorf("subject hashes: %w", err)
 	}
+	h := wire.NewSubjectHasher(key)
 	var after *string
 	for {
 		var batch []string
@@ -580,7 +587,7 @@ func (t *Terminal) SubjectHashes(ctx context.Context, fn func(hash string)) erro
 			return fmt.Errorf("subject hashes: %w", err)
 		}
 		for _, ref := range batch {
-			fn(wire.SubjectHash(key, ref))
+			fn(h.Hash(ref))
 		}
 		if len(batch) < subjectHashBatch {
 			return nil

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -317,6 +318,9 @@ func prepareAssembly(ctx context.Context, g *generation, prepare, prepareDecisio
 		return nil, err
 	}
 	a := &assembly{catalog: g.catalog}
+	if !catalogComplete(ctx, prepare) {
+		return nil, nil
+	}
 	for _, q := range []struct {
 		query string
 		into  any
@@ -334,4 +338,100 @@ func prepareAssembly(ctx context.Context, g *generation, prepare, prepareDecisio
 		}
 	}
 	return a, nil
+}
+
+// catalogComplete: every control of the catalog has a severity, its articles and an action (a string or
+// null). decision.rego drops a violation whose control lacks one of them (the reference is undefined);
+// the Go assembly would report it, so such a catalog is assembled in Rego.
+func catalogComplete(ctx context.Context, prepare func(string) (rego.PreparedEvalQuery, error)) bool {
+	pq, err := prepare(catalogQuery)
+	if err != nil {
+		return false
+	}
+	rs, err := pq.Eval(ctx)
+	if err != nil || len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return false
+	}
+	controls, ok := rs[0].Expressions[0].Value.(map[string]any)
+	if !ok {
+		return false
+	}
+	for _, raw := range controls {
+		c, ok := raw.(map[string]any)
+		if !ok {
+			return false
+		}
+		if _, ok := c["severity"].(string); !ok {
+			return false
+		}
+		articles, ok := c["articles"].([]any)
+		if !ok {
+			return false
+		}
+		for _, x := range articles {
+			if _, ok := x.(string); !ok {
+				return false
+			}
+		}
+		action, present := c["action"]
+		if _, isString := action.(string); !present || action != nil && !isString {
+			return false
+		}
+	}
+	return true
+}
+
+// assemblyRefusal says why the compiled policy's assembly may not be done in Go, or "" when it may. The
+// assembly rules were compared as written (assemblesLikeBuiltin); compiled, every name in them is
+// resolved, so an import alias (findings as another document) or a package rule named like a builtin
+// (concat) shows as a reference to another document: they may read only each other, findings, the
+// catalog and builtins. And the catalog, which the Go assembly reads once per policy, must read no input
+// and call no nondeterministic builtin.
+func assemblyRefusal(compiler *ast.Compiler) string {
+	want, err := assemblyRules()
+	if err != nil {
+		return err.Error()
+	}
+	allowed := map[string]bool{"findings": true, "controls": true}
+	for n := range want {
+		allowed[n] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(compiler.Modules)) {
+		m := compiler.Modules[name]
+		for _, r := range m.Rules {
+			if n, ok := packRuleName(m, r); !ok || want[n] == nil {
+				continue
+			}
+			var why string
+			ast.WalkRefs(r, func(ref ast.Ref) bool {
+				switch {
+				case ref.HasPrefix(ast.InputRootRef):
+					why = fmt.Sprintf("%s reads input", r.Ref())
+				case ref.HasPrefix(ast.DefaultRootRef):
+					if n, ok := faceguardName(ref); !ok || !allowed[n] {
+						why = fmt.Sprintf("%s reads %s", r.Ref(), ref)
+					}
+				}
+				return why != ""
+			})
+			if why != "" {
+				return why
+			}
+		}
+	}
+	for _, r := range compiler.GetRules(ast.MustParseRef(catalogQuery)) {
+		if why := perPolicyRefusal(compiler, r); why != "" {
+			return "the catalog: " + why
+		}
+	}
+	return ""
+}
+
+// faceguardName is the name under data.faceguard a reference reads.
+func faceguardName(ref ast.Ref) (string, bool) {
+	if len(ref) < 3 || !ref[1].Equal(ast.StringTerm("faceguard")) {
+		return "", false
+	}
+	s, ok := ref[2].Value.(ast.String)
+	return string(s), ok
 }

@@ -315,3 +315,57 @@ func sortedFindings(list []finding) []finding {
 			strings.Compare(a.message.ZH, b.message.ZH), slices.Compare(a.facts, b.facts))
 	})
 }
+
+// TestAssemblyRefusesWhatItCannotMirror: bundles whose assembly rules read as the built-in ones but mean
+// something else once compiled, or whose catalog the Go assembly would read otherwise than decision.rego,
+// are decided by their own data.faceguard.decision.
+func TestAssemblyRefusesWhatItCannotMirror(t *testing.T) {
+	ctx := context.Background()
+	key := ecKey(t)
+	decision, _ := fs.ReadFile(policies.Pack(), "faceguard/decision.rego")
+	catalog, _ := fs.ReadFile(policies.Pack(), "faceguard/catalog.rego")
+	edit := func(src []byte, old, new string) string {
+		t.Helper()
+		if !strings.Contains(string(src), old) {
+			t.Fatalf("the pack does not hold %q the way this test expects", old)
+		}
+		return strings.Replace(string(src), old, new, 1)
+	}
+	for name, files := range map[string]map[string]string{
+		"an import alias for findings": {
+			"faceguard/decision.rego": edit(decision, "package faceguard\n", "package faceguard\n\nimport data.faceguard.other.f as findings\n"),
+			"faceguard/other.rego":    "package faceguard.other\n\nf := object.union(data.faceguard.findings, {\"purge_withdrawn\": false})\n",
+		},
+		"a package rule named like a builtin": {
+			"faceguard/shadow.rego": "package faceguard\n\nconcat(_, _) := \"9\"\n",
+		},
+		"a catalog that reads input": {
+			"faceguard/catalog.rego": edit(catalog, "controls := {", "controls := object.union(_catalog, {k: {\"fr_on\": input.fr.enabled} | some k, _ in _catalog})\n\n_catalog := {"),
+		},
+		"a control without articles": {
+			"faceguard/catalog.rego": edit(catalog, "\t\t\"articles\": [\"FRM Art. 4\"],\n", ""),
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEngine(t, Options{VerificationKey: key.pub})
+			if _, err := e.ActivateBundle(ctx, signedBundle(t, key, "2", files)); err != nil {
+				t.Fatal(err)
+			}
+			g := e.active.Load()
+			if g.assembly != nil {
+				t.Fatalf("assembled in Go; notes %v", g.notes)
+			}
+			if len(g.notes) == 0 {
+				t.Error("no note says why the decision is assembled in Rego")
+			}
+			f := typicalFacts(t)
+			f.FR.Mode = "identify_1toN" // FRM-04-MINIMISATION fires too
+			in := factsToAST(&f)
+			want, werr := g.decideInRego(ctx, in)
+			got, gerr := g.decide(ctx, in)
+			if (werr == nil) != (gerr == nil) || !reflect.DeepEqual(got, want) {
+				t.Fatalf("decide %+v %v; the pack %+v %v", got, gerr, want, werr)
+			}
+		})
+	}
+}

@@ -240,8 +240,12 @@ func compile(ctx context.Context, b *bundle.Bundle, info Info) (*generation, err
 		}
 	}
 	if assembleInGo {
-		if g.assembly, err = prepareAssembly(ctx, g, prepare, prepareDecision); err != nil {
+		if why := assemblyRefusal(compiler); why != "" {
+			g.notes = append(g.notes, "the decision is assembled in Rego: "+why)
+		} else if g.assembly, err = prepareAssembly(ctx, g, prepare, prepareDecision); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrBundleIncomplete, err)
+		} else if g.assembly == nil {
+			g.notes = append(g.notes, "the decision is assembled in Rego: the catalog is not in the shape the Go assembly reads")
 		}
 	}
 	if err := g.canary(ctx); err != nil {
@@ -326,7 +330,7 @@ func (g *generation) assemblyName() string {
 
 func (e *Engine) logNotes(g *generation) {
 	for _, n := range g.notes {
-		e.log.Warn("policy rule evaluated every time", "note", n)
+		e.log.Warn("policy evaluated the slower way", "note", n)
 	}
 }
 

@@ -47,10 +47,22 @@ func perPolicyConstants(ctx context.Context, compiler *ast.Compiler, prepare fun
 		}
 	}
 	refused := map[string]string{}
+	withData := rulesWithData(compiler)
 	for _, r := range rules {
 		key := r.Ref().String()
-		if why := perPolicyRefusal(compiler, r); why != "" && refused[key] == "" {
-			refused[key] = why
+		if refused[key] != "" {
+			continue
+		}
+		if withData != "" {
+			refused[key] = withData
+			continue
+		}
+		// Every rule that defines the document counts, marked or not (a default beside conditional ones).
+		for _, def := range compiler.GetRules(r.Ref()) {
+			if why := perPolicyRefusal(compiler, def); why != "" {
+				refused[key] = why
+				break
+			}
 		}
 	}
 	for _, key := range slices.Sorted(maps.Keys(marked)) {
@@ -103,17 +115,37 @@ func perPolicyRefusal(compiler *ast.Compiler, r *ast.Rule) string {
 			continue
 		}
 		seen[x] = true
-		for e := x; e != nil; e = e.Else {
-			if readsInput(e) {
-				return fmt.Sprintf("%s reads input", x.Ref())
-			}
-			if callsNondeterministic(e) {
-				return fmt.Sprintf("%s calls a nondeterministic builtin", x.Ref())
-			}
+		if readsInput(x) { // the walks take in the rule's else branches
+			return fmt.Sprintf("%s reads input", x.Ref())
+		}
+		if callsNondeterministic(x) {
+			return fmt.Sprintf("%s calls a nondeterministic builtin", x.Ref())
 		}
 		for dep := range compiler.Graph.Dependencies(x) {
 			if d, ok := dep.(*ast.Rule); ok {
 				queue = append(queue, d)
+			}
+		}
+	}
+	return ""
+}
+
+// rulesWithData names a rule that evaluates something with data replaced (`with data.… as …`), or "": a
+// marked rule evaluated under it could give another value than the one computed once.
+func rulesWithData(compiler *ast.Compiler) string {
+	for _, name := range slices.Sorted(maps.Keys(compiler.Modules)) {
+		for _, r := range compiler.Modules[name].Rules {
+			found := false
+			ast.WalkExprs(r, func(e *ast.Expr) bool {
+				for _, w := range e.With {
+					if ref, ok := w.Target.Value.(ast.Ref); ok && ref.HasPrefix(ast.DefaultRootRef) {
+						found = true
+					}
+				}
+				return found
+			})
+			if found {
+				return fmt.Sprintf("%s evaluates with data replaced", r.Ref())
 			}
 		}
 	}

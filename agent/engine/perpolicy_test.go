@@ -61,7 +61,9 @@ func TestPerPolicyRules(t *testing.T) {
 		"_first_prompt := input.prompts[0]\n\n" +
 		marked + "_reads_input_below := count(_first_prompt)\n\n" +
 		marked + "_clock := time.now_ns()\n\n" +
-		marked + "_partial contains 1\n"
+		marked + "_partial contains 1\n\n" +
+		marked + "default _defaulted := \"static\"\n\n" +
+		"_defaulted := \"dynamic\" if input.fr.enabled\n"
 	e = newEngine(t, Options{VerificationKey: key.pub})
 	if _, err := e.ActivateBundle(ctx, signedBundle(t, key, "3", map[string]string{"faceguard/extra.rego": extra})); err != nil {
 		t.Fatal(err)
@@ -73,6 +75,7 @@ func TestPerPolicyRules(t *testing.T) {
 		"data.faceguard._reads_input_below is marked per_policy but data.faceguard._first_prompt reads input",
 		"data.faceguard._clock is marked per_policy but data.faceguard._clock calls a nondeterministic builtin",
 		"data.faceguard._partial is marked per_policy but it is not a complete rule at a fixed path",
+		"data.faceguard._defaulted is marked per_policy but data.faceguard._defaulted reads input",
 	} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("notes lack %q:\n%s", want, notes)
@@ -83,6 +86,17 @@ func TestPerPolicyRules(t *testing.T) {
 	}
 	if _, err := e.Decide(ctx, &f); err != nil {
 		t.Fatal(err)
+	}
+
+	// A rule that evaluates with data replaced could see another value of a marked rule: none is
+	// computed once.
+	withData := "package faceguard\n\n_other_pattern := p if {\n\tp := _coercion_pattern with data.faceguard.config.coercion_phrases as [\"x\"]\n}\n"
+	e = newEngine(t, Options{VerificationKey: key.pub})
+	if _, err := e.ActivateBundle(ctx, signedBundle(t, key, "3", map[string]string{"faceguard/with.rego": withData})); err != nil {
+		t.Fatal(err)
+	}
+	if g = e.active.Load(); len(g.constants) != 0 || !strings.Contains(strings.Join(g.notes, "\n"), "evaluates with data replaced") {
+		t.Errorf("with data replaced in a rule: constants %v, notes %v", g.constants, g.notes)
 	}
 }
 

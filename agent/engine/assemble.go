@@ -166,55 +166,88 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// decodeFindings reads data.faceguard.findings. ok is false for anything but the exact shape of
-// findings.rego (a bundle's findings with more to say): the pack's own decision then decides.
+// evalFindings evaluates data.faceguard.findings and returns it as OPA's value (decodeFindings), not
+// converted to Go: a set must stay distinguishable from an array.
+func (g *generation) evalFindings(ctx context.Context, input ast.Value) (any, error) {
+	return evalOne(ctx, g.findings, input, rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) {
+		return t, nil
+	}))
+}
+
+// decodeFindings reads data.faceguard.findings as evalFindings returns it. ok is false for anything but
+// the exact shape of findings.rego (the reasons as sets; a bundle's findings with more to say): the
+// pack's own decision then decides.
 func decodeFindings(v any) (f findings, ok bool) {
-	m, isObj := v.(map[string]any)
-	if !isObj || len(m) != 3 {
+	t, isTerm := v.(*ast.Term)
+	if !isTerm {
 		return f, false
 	}
-	if f.purge, ok = m["purge_withdrawn"].(bool); !ok {
+	m, isObj := t.Value.(ast.Object)
+	if !isObj || m.Len() != 3 {
 		return f, false
 	}
-	if f.reasons, ok = decodeReasons(m["reasons"]); !ok {
+	purge, isBool := valueAt(m, "purge_withdrawn").(ast.Boolean)
+	if !isBool {
 		return f, false
 	}
-	f.unverifiable, ok = decodeReasons(m["unverifiable"])
+	f.purge = bool(purge)
+	if f.reasons, ok = decodeReasons(valueAt(m, "reasons")); !ok {
+		return f, false
+	}
+	f.unverifiable, ok = decodeReasons(valueAt(m, "unverifiable"))
 	return f, ok
 }
 
-func decodeReasons(v any) ([]finding, bool) {
-	list, ok := v.([]any) // a set arrives as a list
+// valueAt is the value of key in m, nil when there is none.
+func valueAt(m ast.Object, key string) ast.Value {
+	if t := m.Get(keyTerm(key)); t != nil {
+		return t.Value
+	}
+	return nil
+}
+
+func decodeReasons(v ast.Value) ([]finding, bool) {
+	set, ok := v.(ast.Set)
 	if !ok {
 		return nil, false
 	}
-	out := make([]finding, len(list))
-	for i, raw := range list {
-		m, ok := raw.(map[string]any)
-		if !ok || len(m) != 3 {
-			return nil, false
-		}
-		r := &out[i]
-		msg, ok := m["message"].(map[string]any)
-		if !ok || len(msg) != 2 {
-			return nil, false
-		}
-		var okC, okZ, okE bool
-		r.control, okC = m["control"].(string)
-		r.message.ZH, okZ = msg["zh"].(string)
-		r.message.EN, okE = msg["en"].(string)
-		facts, okF := m["facts"].([]any)
-		if !okC || !okZ || !okE || !okF || r.control == "" {
-			return nil, false
-		}
-		r.facts = make([]string, len(facts))
-		for j, x := range facts {
-			if r.facts[j], ok = x.(string); !ok {
-				return nil, false
-			}
-		}
+	out := make([]finding, 0, set.Len())
+	good := true
+	set.Foreach(func(x *ast.Term) {
+		r, ok := decodeReason(x.Value)
+		good = good && ok
+		out = append(out, r)
+	})
+	return out, good
+}
+
+func decodeReason(v ast.Value) (finding, bool) {
+	var r finding
+	m, ok := v.(ast.Object)
+	if !ok || m.Len() != 3 {
+		return r, false
 	}
-	return out, true
+	control, okC := valueAt(m, "control").(ast.String)
+	msg, okM := valueAt(m, "message").(ast.Object)
+	facts, okF := valueAt(m, "facts").(*ast.Array)
+	if !okC || !okM || !okF || control == "" || msg.Len() != 2 {
+		return r, false
+	}
+	zh, okZ := valueAt(msg, "zh").(ast.String)
+	en, okE := valueAt(msg, "en").(ast.String)
+	if !okZ || !okE {
+		return r, false
+	}
+	r.control, r.message = string(control), device.Text{ZH: string(zh), EN: string(en)}
+	r.facts = make([]string, 0, facts.Len())
+	for i := range facts.Len() {
+		s, ok := facts.Elem(i).Value.(ast.String)
+		if !ok {
+			return r, false
+		}
+		r.facts = append(r.facts, string(s))
+	}
+	return r, true
 }
 
 // assemblyRules are the rules the Go assembly stands in for: every rule of the built-in decision.rego

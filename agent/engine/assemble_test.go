@@ -49,14 +49,14 @@ func TestAssemblyAgreesWithThePack(t *testing.T) {
 		if err != nil {
 			// A crossed-over document can hold a placeholder (null) of a broken example without its
 			// unknown entry: the agent never evaluates such a document (it fails the schema).
-			if _, ferr := evalOne(ctx, g.findings, in); ferr == nil {
+			if _, ferr := g.evalFindings(ctx, in); ferr == nil {
 				if _, gerr := g.decide(ctx, in); gerr == nil {
 					seen["rego_error_only"]++
 				}
 			}
 			continue
 		}
-		v, err := evalOne(ctx, g.findings, in)
+		v, err := g.evalFindings(ctx, in)
 		if err != nil {
 			t.Fatalf("document %d: findings: %v (the pack's decision answered)", i, err)
 		}
@@ -192,8 +192,29 @@ func TestDecodeFindingsRefusesOtherShapes(t *testing.T) {
 	ok := func() map[string]any {
 		return map[string]any{"reasons": []any{reason()}, "unverifiable": []any{}, "purge_withdrawn": false}
 	}
-	if _, good := decodeFindings(ok()); !good {
+	// asTerm is a document as OPA gives it, the two lists as sets (asArrays keeps them arrays).
+	asTerm := func(m map[string]any, asArrays bool) *ast.Term {
+		v, err := ast.InterfaceToValue(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := v.(ast.Object)
+		for _, k := range []string{"reasons", "unverifiable"} {
+			arr, isArr := obj.Get(ast.StringTerm(k)).Value.(*ast.Array)
+			if !isArr || asArrays {
+				continue
+			}
+			set := ast.NewSet()
+			arr.Foreach(func(x *ast.Term) { set.Add(x) })
+			obj.Insert(ast.StringTerm(k), ast.NewTerm(set))
+		}
+		return ast.NewTerm(obj)
+	}
+	if _, good := decodeFindings(asTerm(ok(), false)); !good {
 		t.Fatal("the findings of findings.rego are refused")
+	}
+	if _, good := decodeFindings(asTerm(ok(), true)); good {
+		t.Error("reasons as an array, not a set: decoded")
 	}
 	for name, change := range map[string]func(m map[string]any){
 		"not an object":       nil,
@@ -217,11 +238,11 @@ func TestDecodeFindingsRefusesOtherShapes(t *testing.T) {
 			m["reasons"] = []any{r}
 		},
 	} {
-		var v any = "findings"
+		var v any = ast.StringTerm("findings")
 		if change != nil {
 			m := ok()
 			change(m)
-			v = m
+			v = asTerm(m, false)
 		}
 		if _, good := decodeFindings(v); good {
 			t.Errorf("%s: decoded", name)

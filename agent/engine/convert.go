@@ -96,7 +96,8 @@ func factsToAST(f *device.Facts) ast.Value {
 	return ast.NewObject(items...)
 }
 
-// keyTerms are the object keys of the facts and match documents, built once: a key of every object of
+// keyTerms are the object keys of the facts and match documents (and those decodeFindings looks up),
+// built once: a key of every object of
 // every evaluation would otherwise be two allocations (a tenth of a decision's, and their collection).
 // OPA never changes a term it is given.
 var keyTerms = func() map[string]*ast.Term {
@@ -108,7 +109,8 @@ var keyTerms = func() map[string]*ast.Term {
 		minors_without_guardian beyond_retention stored_off_device raw_images oldest_age_s consented egress
 		dest internet data consent security storage_encrypted transport_tls audit_log access_control
 		intrusion_detection default_credentials pia ref completed_at unknown fact source reason
-		subject found withdrawn age_band guardian_consent quarantined terminal face_recognition_allowed`) {
+		subject found withdrawn age_band guardian_consent quarantined terminal face_recognition_allowed
+		reasons unverifiable purge_withdrawn control message zh en`) {
 		m[k] = ast.StringTerm(k)
 	}
 	return m

@@ -265,7 +265,7 @@ func (e *Engine) Decide(ctx context.Context, f *device.Facts) (device.Decision, 
 
 func (g *generation) decide(ctx context.Context, input ast.Value) (device.Decision, error) {
 	if g.assembly != nil {
-		v, err := evalOne(ctx, g.findings, input)
+		v, err := g.evalFindings(ctx, input)
 		if err != nil {
 			return device.Decision{}, fmt.Errorf("evaluate findings: %w", err)
 		}
@@ -294,7 +294,7 @@ func (g *generation) decideInRego(ctx context.Context, input ast.Value) (d devic
 
 // evalOne runs a prepared query on a converted input and returns its single value. A panic inside OPA
 // becomes an error: the caller fails safe instead of the agent dying.
-func evalOne(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value) (v any, err error) {
+func evalOne(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value, opts ...rego.EvalOption) (v any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %v", ErrEvalPanic, r)
@@ -306,11 +306,11 @@ func evalOne(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value) (v
 	cancel := topdown.NewCancel()
 	stop := context.AfterFunc(ctx, cancel.Cancel)
 	defer stop()
-	rs, err := pq.Eval(ctx,
+	rs, err := pq.Eval(ctx, append([]rego.EvalOption{
 		rego.EvalParsedInput(input),
 		rego.EvalMetrics(metrics.NoOp()),
 		rego.EvalExternalCancel(cancel),
-	)
+	}, opts...)...)
 	if err != nil {
 		return nil, err
 	}

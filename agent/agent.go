@@ -269,6 +269,9 @@ func (a *Agent) Reevaluate(reason string) { a.request(reason, nil) }
 // EvaluateNow asks for an evaluation and waits until it is done (with the evaluations asked before it):
 // a caller that changed the terminal can then read what the agent made of it. The agent must be running.
 func (a *Agent) EvaluateNow(ctx context.Context, reason string) error {
+	if err := ctx.Err(); err != nil {
+		return err // nothing asked of the loop
+	}
 	done := make(chan evalOutcome, 1)
 	a.request(reason, done)
 	select {

@@ -30,8 +30,8 @@ import (
 //
 //   - quiet: nothing writes to the gallery, so the agent keeps its count from one evaluation to the next;
 //   - matching: ten recognitions a second, as on a busy gate: the terminal asks the agent's match over
-//     its socket and records last_used_at in the gallery, so every evaluation counts the 10,000
-//     subjects again.
+//     its socket and records last_used_at in the gallery, so every evaluation (the timer's, once a
+//     second here; those the writes cause, at most every gallery_every) counts the 10,000 subjects again.
 //
 // Run with -benchtime=1x: each variant samples the process once a second for 30 s; rss-steady-MB is the
 // median sample of the last 20 s, rss-peak-MB the largest of all.

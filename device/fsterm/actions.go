@@ -156,15 +156,15 @@ func (t *Terminal) ForgetSubject(ctx context.Context, subjectHash, reason string
 // so the terminal's write lock is not held while every reference is hashed; deleteSubjects checks again
 // that the subject is still there.
 func findSubject(ctx context.Context, db *sql.DB, key []byte, want string) (string, bool, error) {
+	wantSum, err := hex.DecodeString(want)
+	if err != nil || len(wantSum) != sha256.Size || hex.EncodeToString(wantSum) != want {
+		return "", false, nil // not a subject hash (lower-case hex of 32 bytes): no subject has it
+	}
 	rows, err := db.QueryContext(ctx, `SELECT subject_ref FROM subjects WHERE subject_ref IS NOT NULL`)
 	if err != nil {
 		return "", false, fmt.Errorf("table subjects: %w", err)
 	}
 	defer rows.Close()
-	wantSum, err := hex.DecodeString(want)
-	if err != nil || len(wantSum) != sha256.Size || hex.EncodeToString(wantSum) != want {
-		return "", false, nil // not a subject hash (lower-case hex of 32 bytes): no subject has it
-	}
 	h := wire.NewSubjectHasher(key)
 	for rows.Next() {
 		var ref string

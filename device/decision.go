@@ -45,6 +45,20 @@ type Counts struct {
 	Low      int `json:"low"`
 }
 
+// Add counts one violation of severity; a severity outside the four counts nowhere.
+func (c *Counts) Add(severity string) {
+	switch severity {
+	case SeverityCritical:
+		c.Critical++
+	case SeverityHigh:
+		c.High++
+	case SeverityMedium:
+		c.Medium++
+	case SeverityLow:
+		c.Low++
+	}
+}
+
 // Severities, most severe first.
 const (
 	SeverityCritical = "critical"

@@ -101,16 +101,7 @@ func (a *assembly) decide(f *findings) (d device.Decision, ok bool) {
 			v.Message, v.Facts = joinReasons(g.reasons)
 		}
 		d.Violations = append(d.Violations, v)
-		switch v.Severity {
-		case "critical":
-			d.Counts.Critical++
-		case "high":
-			d.Counts.High++
-		case "medium":
-			d.Counts.Medium++
-		case "low":
-			d.Counts.Low++
-		}
+		d.Counts.Add(v.Severity)
 	}
 	if len(d.Violations) > 0 {
 		d.Status = device.StatusNonCompliant
@@ -169,10 +160,11 @@ func nonNil(s []string) []string {
 // evalFindings evaluates data.faceguard.findings and returns it as OPA's value (decodeFindings), not
 // converted to Go: a set must stay distinguishable from an array.
 func (g *generation) evalFindings(ctx context.Context, input ast.Value) (any, error) {
-	return evalOne(ctx, g.findings, input, rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) {
-		return t, nil
-	}))
+	return evalOne(ctx, g.findings, input, termResult)
 }
+
+// termResult has an evaluation return OPA's term itself instead of its conversion to Go.
+var termResult = rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })
 
 // decodeFindings reads data.faceguard.findings as evalFindings returns it. ok is false for anything but
 // the exact shape of findings.rego (the reasons as sets; a bundle's findings with more to say): the
@@ -313,16 +305,12 @@ func rulesNamed(b *bundle.Bundle, names map[string]bool) map[string][]*ast.Rule 
 // packRuleName is the first name under data.faceguard of the document a rule defines.
 func packRuleName(m *ast.Module, r *ast.Rule) (string, bool) {
 	path := m.Package.Path.Concat(r.Head.Ref())
-	if len(path) < 3 || !path[1].Equal(ast.StringTerm("faceguard")) {
-		return "", false
+	if len(path) >= 3 {
+		if v, ok := path[2].Value.(ast.Var); ok { // a head names its rule as a variable
+			path[2] = ast.StringTerm(string(v))
+		}
 	}
-	switch name := path[2].Value.(type) {
-	case ast.String:
-		return string(name), true
-	case ast.Var:
-		return string(name), true
-	}
-	return "", false
+	return faceguardName(path)
 }
 
 // sameRules: the same rules, in any order.
@@ -344,31 +332,22 @@ next:
 	return true
 }
 
-// prepareAssembly prepares the findings query and reads what the assembly needs of the generation.
-func prepareAssembly(ctx context.Context, g *generation, prepare, prepareDecision func(string) (rego.PreparedEvalQuery, error)) (*assembly, error) {
+// prepareAssembly prepares the findings query and reads what the assembly needs of the generation; nil
+// when the catalog (as evaluated, rawCatalog) is not in the shape the Go assembly reads.
+func prepareAssembly(ctx context.Context, g *generation, rawCatalog any, prepare, prepareDecision func(string) (rego.PreparedEvalQuery, error)) (*assembly, error) {
 	var err error
 	if g.findings, err = prepareDecision(findingsQuery); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrBundleIncomplete, err)
 	}
-	a := &assembly{catalog: g.catalog}
-	if !catalogComplete(ctx, prepare) {
+	if !catalogComplete(rawCatalog) {
 		return nil, nil
 	}
-	for _, q := range []struct {
-		query string
-		into  any
-	}{{"data.faceguard._severity_rank", &a.severityRank}, {"data.faceguard._action_rank", &a.actionRank}} {
-		pq, err := prepare(q.query)
-		if err != nil {
-			return nil, err
-		}
-		rs, err := pq.Eval(ctx)
-		if err != nil || len(rs) == 0 || len(rs[0].Expressions) == 0 {
-			return nil, fmt.Errorf("%s is not defined", q.query)
-		}
-		if err := remarshal(rs[0].Expressions[0].Value, q.into); err != nil {
-			return nil, fmt.Errorf("%s: %w", q.query, err)
-		}
+	a := &assembly{catalog: g.catalog}
+	if _, err := readDocument(ctx, prepare, "data.faceguard._severity_rank", &a.severityRank); err != nil {
+		return nil, err
+	}
+	if _, err := readDocument(ctx, prepare, "data.faceguard._action_rank", &a.actionRank); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -376,16 +355,8 @@ func prepareAssembly(ctx context.Context, g *generation, prepare, prepareDecisio
 // catalogComplete: every control of the catalog has a severity, its articles and an action (a string or
 // null). decision.rego drops a violation whose control lacks one of them (the reference is undefined);
 // the Go assembly would report it, so such a catalog is assembled in Rego.
-func catalogComplete(ctx context.Context, prepare func(string) (rego.PreparedEvalQuery, error)) bool {
-	pq, err := prepare(catalogQuery)
-	if err != nil {
-		return false
-	}
-	rs, err := pq.Eval(ctx)
-	if err != nil || len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return false
-	}
-	controls, ok := rs[0].Expressions[0].Value.(map[string]any)
+func catalogComplete(catalog any) bool {
+	controls, ok := catalog.(map[string]any)
 	if !ok {
 		return false
 	}
@@ -460,7 +431,7 @@ func assemblyRefusal(compiler *ast.Compiler) string {
 	return ""
 }
 
-// faceguardName is the name under data.faceguard a reference reads.
+// faceguardName is the name under data.faceguard a reference reads; none for data.faceguard[x].
 func faceguardName(ref ast.Ref) (string, bool) {
 	if len(ref) < 3 || !ref[1].Equal(ast.StringTerm("faceguard")) {
 		return "", false

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"maps"
 	"math/rand/v2"
@@ -68,12 +69,7 @@ func TestAssemblyAgreesWithThePack(t *testing.T) {
 		if !ok {
 			t.Fatalf("document %d: the assembly gave up on the built-in pack's findings", i)
 		}
-		if !reflect.DeepEqual(got, want) {
-			j, _ := json.Marshal(doc)
-			gj, _ := json.MarshalIndent(got, "", " ")
-			wj, _ := json.MarshalIndent(want, "", " ")
-			t.Fatalf("document %d: the Go assembly differs from the pack\n%s\nGo   %s\npack %s", i, j, gj, wj)
-		}
+		requireSameDecision(t, fmt.Sprintf("document %d", i), doc, got, want)
 		seen["compared"]++
 		switch {
 		case len(f.reasons)+len(f.unverifiable) == 0 && !f.purge:
@@ -321,12 +317,7 @@ func TestAssemblyOnInventedFindings(t *testing.T) {
 		if !ok {
 			t.Fatalf("findings %d: the assembly gave up", i)
 		}
-		if !reflect.DeepEqual(got, want) {
-			j, _ := json.Marshal(doc)
-			gj, _ := json.MarshalIndent(got, "", " ")
-			wj, _ := json.MarshalIndent(want, "", " ")
-			t.Fatalf("findings %d differ\n%s\nGo   %s\npack %s", i, j, gj, wj)
-		}
+		requireSameDecision(t, fmt.Sprintf("findings %d", i), doc, got, want)
 	}
 }
 
@@ -388,5 +379,16 @@ func TestAssemblyRefusesWhatItCannotMirror(t *testing.T) {
 				t.Fatalf("decide %+v %v; the pack %+v %v", got, gerr, want, werr)
 			}
 		})
+	}
+}
+
+// requireSameDecision stops the test when the Go assembly's decision on doc is not the pack's.
+func requireSameDecision(t *testing.T, what string, doc any, got, want device.Decision) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		j, _ := json.Marshal(doc)
+		gj, _ := json.MarshalIndent(got, "", " ")
+		wj, _ := json.MarshalIndent(want, "", " ")
+		t.Fatalf("%s: the Go assembly differs from the pack\n%s\nGo   %s\npack %s", what, j, gj, wj)
 	}
 }

@@ -223,27 +223,25 @@ func compile(ctx context.Context, b *bundle.Bundle, info Info) (*generation, err
 		return nil, fmt.Errorf("%w: %w", ErrBundleCompile, err)
 	}
 	// Static parts of the pack, read once per generation.
+	var rawCatalog any
 	for _, q := range []struct {
 		query string
 		into  any
-	}{{catalogQuery, &g.catalog}, {configQuery, &g.config}, {vocabQuery, &g.vocab}} {
-		pq, err := prepare(q.query)
+		raw   *any
+	}{{catalogQuery, &g.catalog, &rawCatalog}, {configQuery, &g.config, nil}, {vocabQuery, &g.vocab, nil}} {
+		v, err := readDocument(ctx, prepare, q.query, q.into)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBundleCompile, err)
+			return nil, err
 		}
-		rs, err := pq.Eval(ctx)
-		if err != nil || len(rs) == 0 || len(rs[0].Expressions) == 0 {
-			return nil, fmt.Errorf("%w: %s is not defined", ErrBundleIncomplete, q.query)
-		}
-		if err := remarshal(rs[0].Expressions[0].Value, q.into); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrBundleIncomplete, q.query, err)
+		if q.raw != nil {
+			*q.raw = v
 		}
 	}
 	if assembleInGo {
 		if why := assemblyRefusal(compiler); why != "" {
 			g.notes = append(g.notes, "the decision is assembled in Rego: "+why)
-		} else if g.assembly, err = prepareAssembly(ctx, g, prepare, prepareDecision); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBundleIncomplete, err)
+		} else if g.assembly, err = prepareAssembly(ctx, g, rawCatalog, prepare, prepareDecision); err != nil {
+			return nil, err
 		} else if g.assembly == nil {
 			g.notes = append(g.notes, "the decision is assembled in Rego: the catalog is not in the shape the Go assembly reads")
 		}
@@ -255,6 +253,25 @@ func compile(ctx context.Context, b *bundle.Bundle, info Info) (*generation, err
 		return nil, fmt.Errorf("%w: match: %w", ErrBundleIncomplete, err)
 	}
 	return g, nil
+}
+
+// readDocument evaluates a document of the pack that reads no input, once, into into (through JSON), and
+// returns it as evaluated. A query that does not compile is ErrBundleCompile; one that is not defined or
+// not of into's shape, ErrBundleIncomplete.
+func readDocument(ctx context.Context, prepare func(string) (rego.PreparedEvalQuery, error), query string, into any) (any, error) {
+	pq, err := prepare(query)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBundleCompile, err)
+	}
+	rs, err := pq.Eval(ctx)
+	if err != nil || len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, fmt.Errorf("%w: %s is not defined", ErrBundleIncomplete, query)
+	}
+	v := rs[0].Expressions[0].Value
+	if err := remarshal(v, into); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrBundleIncomplete, query, err)
+	}
+	return v, nil
 }
 
 // Decide evaluates data.faceguard.decision on facts. An error means the terminal is in an unchecked

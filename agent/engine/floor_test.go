@@ -420,16 +420,7 @@ func (fl *floor) assemble(rs []reason, withdrawnPending bool) device.Decision {
 			v.Message, v.Facts = device.Text{ZH: strings.Join(zh, "；"), EN: strings.Join(en, "; ")}, slices.Compact(facts)
 		}
 		d.Violations = append(d.Violations, v)
-		switch c.Severity {
-		case "critical":
-			d.Counts.Critical++
-		case "high":
-			d.Counts.High++
-		case "medium":
-			d.Counts.Medium++
-		case "low":
-			d.Counts.Low++
-		}
+		d.Counts.Add(c.Severity)
 		if c.Action != nil {
 			actions[*c.Action] = true
 		}
